@@ -1,0 +1,191 @@
+"""Per-coordinate optimizer features: the one implementation shared by every optimizer in the library.
+
+The LSTM optimizers (``learned/``), the behaviour recorder and the Keras symbolic optimizers all see a gradient
+through this module, so a rule distilled from an LSTM is evaluated on exactly the inputs the LSTM saw.
+
+State is per coordinate and starts at zero at the beginning of every run; the step ``t`` starts at 1.
+With β1 = β2 = 0.95 (the RNNprop defaults):
+
+====================  ===========================================================================================
+name                  definition
+====================  ===========================================================================================
+``mt``                m̃ = m̂ / s,  m = β1·m + (1−β1)·g,  m̂ = m / (1−β1ᵗ),  s = √v̂ + ε,  v̂ = v / (1−β2ᵗ)
+``gt``                g̃ = g / s,   v = β2·v + (1−β2)·g²
+``g``                 the raw gradient
+``mom5/mom9/mom99``   EMAs of g with decay 0.5 / 0.9 / 0.99: mom = d·mom + (1−d)·g
+``t``                 step / 1000
+``m``                 m (not bias-corrected)
+``mhat``              m̂
+``s``                 s = √v̂ + ε
+``mp2/mp25/mp3``      RNNprop-si "magic" inputs m̂ / ((v̂ᵖ)^{1/p} + 1e-8), vᵖ = β2·vᵖ + (1−β2)·|g|ᵖ, p = 2, 2.5, 3
+====================  ===========================================================================================
+
+Column order is canonical (the order of :data:`FEATURE_NAMES`), whatever order a feature string lists them in,
+so ``"gt+mt"`` and ``"mt+gt"`` are the same feature set with columns ``[mt, gt]``.
+
+Note on ``mp*``: the authors' code divides the *un-corrected* ``m`` by the corrected ``(v̂ᵖ)^{1/p}``, which only
+shrinks the first steps by (1−β1ᵗ); we use the bias-corrected m̂ so ``mp2`` is m̃ with ε = 1e-8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import tensorflow as tf
+
+FEATURE_NAMES: tuple[str, ...] = ("mt", "gt", "g", "mom5", "mom9", "mom99", "t", "m", "mhat", "s",
+                                  "mp2", "mp25", "mp3")
+FEATURE_DESCRIPTIONS: dict[str, str] = {
+    "mt": "m̂/s, the Adam direction (RNNprop input m̃)",
+    "gt": "g/s, the normalised gradient (RNNprop input g̃)",
+    "g": "raw gradient",
+    "mom5": "EMA of g, decay 0.5",
+    "mom9": "EMA of g, decay 0.9",
+    "mom99": "EMA of g, decay 0.99",
+    "t": "step / 1000",
+    "m": "first moment, not bias-corrected",
+    "mhat": "bias-corrected first moment m̂",
+    "s": "sqrt(v̂) + eps",
+    "mp2": "m̂ / ((v̂²)^(1/2) + 1e-8)",
+    "mp25": "m̂ / ((v̂^2.5)^(1/2.5) + 1e-8)",
+    "mp3": "m̂ / ((v̂³)^(1/3) + 1e-8)",
+}
+_MOM_DECAY = {"mom5": 0.5, "mom9": 0.9, "mom99": 0.99}
+_MAGIC_P = {"mp2": 2.0, "mp25": 2.5, "mp3": 3.0}
+MAGIC_EPS = 1e-8
+
+
+def parse_features(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Turn ``"mt+gt"`` (or a sequence of names) into the canonical, ordered tuple of feature names."""
+    names = [n.strip() for n in spec.split("+")] if isinstance(spec, str) else [str(n).strip() for n in spec]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"empty feature set {spec!r}; use names from {'+'.join(FEATURE_NAMES)}")
+    unknown = [n for n in names if n not in FEATURE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {unknown} in {spec!r}; known: {', '.join(FEATURE_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate feature in {spec!r}")
+    return tuple(n for n in FEATURE_NAMES if n in names)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSet:
+    """An ordered set of per-coordinate features and the state they need.
+
+    Args:
+        names: feature names or a ``"+"``-joined string (see the module docstring).
+        beta1: decay of the first moment m (default 0.95).
+        beta2: decay of the second moment v and of vᵖ (default 0.95).
+        eps: ε in s = √v̂ + ε (1e-12 as in the authors' PyTorch code).
+    """
+
+    names: tuple[str, ...]
+    beta1: float = 0.95
+    beta2: float = 0.95
+    eps: float = 1e-12
+
+    def __init__(self, names, beta1: float = 0.95, beta2: float = 0.95, eps: float = 1e-12):
+        for label, b in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{label} must be in [0, 1), got {b}")
+        if eps <= 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        object.__setattr__(self, "names", parse_features(names))
+        object.__setattr__(self, "beta1", float(beta1))
+        object.__setattr__(self, "beta2", float(beta2))
+        object.__setattr__(self, "eps", float(eps))
+
+    @property
+    def num_features(self) -> int:
+        return len(self.names)
+
+    @property
+    def spec(self) -> str:
+        return "+".join(self.names)
+
+    def state_names(self) -> tuple[str, ...]:
+        """The state slots these features need, in a fixed order (so Keras slot creation is deterministic)."""
+        need = set()
+        for n in self.names:
+            if n in ("mt", "gt", "s"):
+                need |= {"m", "v"} if n == "mt" else {"v"}
+            elif n in ("m", "mhat"):
+                need.add("m")
+            elif n in _MOM_DECAY:
+                need.add(n)
+            elif n in _MAGIC_P:
+                need |= {"m", f"v_{n}"}
+        order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3")
+        return tuple(s for s in order if s in need)
+
+    def init_state(self, shape, dtype=tf.float32) -> dict[str, tf.Tensor]:
+        """Zero state for coordinates of the given shape."""
+        return {name: tf.zeros(shape, dtype) for name in self.state_names()}
+
+    def update(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, step) -> tuple[tf.Tensor, dict]:
+        """Advance the state with gradient ``g`` at step ``step`` (1-based).
+
+        Returns:
+            ``(features, new_state)``; ``features`` has shape ``g.shape + [num_features]``.
+        """
+        dtype = g.dtype
+        t = tf.cast(step, dtype)
+        b1, b2 = tf.constant(self.beta1, dtype), tf.constant(self.beta2, dtype)
+        new = {}
+        if "m" in state:
+            new["m"] = b1 * state["m"] + (1.0 - b1) * g
+        if "v" in state:
+            new["v"] = b2 * state["v"] + (1.0 - b2) * tf.square(g)
+        for name, d in _MOM_DECAY.items():
+            if name in state:
+                new[name] = d * state[name] + (1.0 - d) * g
+        for name, p in _MAGIC_P.items():
+            key = f"v_{name}"
+            if key in state:
+                new[key] = b2 * state[key] + (1.0 - b2) * tf.pow(tf.abs(g), p)
+
+        cache = {}
+
+        def mhat():
+            if "mhat" not in cache:
+                cache["mhat"] = new["m"] / (1.0 - tf.pow(b1, t))
+            return cache["mhat"]
+
+        def s():
+            if "s" not in cache:
+                cache["s"] = tf.sqrt(new["v"] / (1.0 - tf.pow(b2, t))) + tf.constant(self.eps, dtype)
+            return cache["s"]
+
+        cols = []
+        for n in self.names:
+            if n == "mt":
+                cols.append(mhat() / s())
+            elif n == "gt":
+                cols.append(g / s())
+            elif n == "g":
+                cols.append(g)
+            elif n in _MOM_DECAY:
+                cols.append(new[n])
+            elif n == "t":
+                cols.append(tf.ones_like(g) * (t / 1000.0))
+            elif n == "m":
+                cols.append(new["m"])
+            elif n == "mhat":
+                cols.append(mhat())
+            elif n == "s":
+                cols.append(s())
+            else:  # magic inputs
+                p = _MAGIC_P[n]
+                vhat_p = new[f"v_{n}"] / (1.0 - tf.pow(b2, t))
+                cols.append(mhat() / (tf.pow(vhat_p, 1.0 / p) + MAGIC_EPS))
+        return tf.stack(cols, axis=-1), new
+
+    def config(self) -> dict:
+        return {"names": self.spec, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "FeatureSet":
+        return cls(config["names"], config.get("beta1", 0.95), config.get("beta2", 0.95),
+                   config.get("eps", 1e-12))

@@ -1,0 +1,75 @@
+"""Saving, loading and exporting trained learned optimizers.
+
+A saved L2O is a folder with ``l2o.json`` (the layer config), ``weights.*`` (a ``tf.train.Checkpoint`` of the layer)
+and ``saved_model/`` (a SavedModel any TensorFlow runtime can load without this library):
+
+    m = tf.saved_model.load("run/l2o/saved_model")
+    state = m.init_state(n)                        # list of tensors
+    out = m.step(grad, step, state)                # {"delta", "raw", "state"}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from tf_symbolic_l2o.io import atomic_directory, atomic_write_json, read_json
+from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
+from tf_symbolic_l2o.learned.registry import l2o_from_config
+
+
+class L2OModule(tf.Module):
+    """A trained L2O as a plain ``tf.Module`` with ``init_state(n)`` and ``step(grad, step, state)``."""
+
+    def __init__(self, l2o: CoordinatewiseLSTM):
+        super().__init__(name="l2o")
+        self.l2o = l2o
+        example = l2o.init_state(1)
+        self._structure = example
+        flat = tf.nest.flatten(example)
+        state_spec = [tf.TensorSpec([None, *t.shape[1:]], tf.float32) for t in flat]
+        self.init_state = tf.function(self._init_state, input_signature=[tf.TensorSpec([], tf.int32)])
+        self.step = tf.function(self._step, input_signature=[
+            tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32), state_spec])
+
+    def _init_state(self, n):
+        return tf.nest.flatten(self.l2o.init_state(n))
+
+    def _step(self, grad, step, state):
+        nested = tf.nest.pack_sequence_as(self._structure, list(state))
+        raw, _, new = self.l2o.forward(grad, nested, step)
+        return {"delta": self.l2o.output_scale * raw, "raw": raw, "state": tf.nest.flatten(new)}
+
+
+def weights_checkpoint(l2o: CoordinatewiseLSTM) -> tf.train.Checkpoint:
+    """A checkpoint of the L2O's variables, by position (Keras 3 layers in lists are not TF-trackable)."""
+    return tf.train.Checkpoint(l2o_weights=list(l2o.weights))
+
+
+def save_l2o(l2o: CoordinatewiseLSTM, directory: str | Path, metadata: dict | None = None) -> Path:
+    """Write config, weights and a SavedModel of ``l2o`` to ``directory`` (atomically)."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        atomic_write_json(tmp / "l2o.json", {"config": l2o.get_config(), "metadata": metadata or {}})
+        weights_checkpoint(l2o).write(str(tmp / "weights"))
+        tf.saved_model.save(L2OModule(l2o), str(tmp / "saved_model"))
+    return directory
+
+
+def load_l2o(directory: str | Path) -> CoordinatewiseLSTM:
+    """Rebuild a saved L2O (a folder written by :func:`save_l2o`, or a run directory containing ``l2o/``)."""
+    directory = Path(directory)
+    if (directory / "l2o" / "l2o.json").is_file():
+        directory = directory / "l2o"
+    info = read_json(directory / "l2o.json", "learned optimizer description")
+    try:
+        l2o = l2o_from_config(info["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{directory / 'l2o.json'} does not describe a learned optimizer ({e})") from None
+    try:
+        weights_checkpoint(l2o).read(str(directory / "weights")).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot read learned-optimizer weights in {directory} ({msg})") from None
+    return l2o

@@ -1,0 +1,142 @@
+"""Coordinate-wise LSTM optimizers (DM and RNNprop share this one layer).
+
+Each scalar parameter of the optimizee is one row of a ``[n_coords, F]`` batch; all coordinates share the weights:
+
+    features (F per coordinate, from :mod:`tf_symbolic_l2o.features`)
+      → optional input transform (DM: LogAndSign(k))
+      → Dense + ELU preprocessing layers (RNNprop)
+      → a stack of LSTM cells
+      → Dense(1) → tanh (RNNprop) or linear (DM)  = raw output ``out``
+    θ ← θ + output_scale · out        (output_scale = 0.01; the network learns the descent sign)
+
+The raw output (before the ×0.01) is what the behaviour recorder stores and what symbolic rules imitate.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tf_symbolic_l2o.features import FeatureSet
+
+INPUT_TRANSFORMS = ("none", "log_and_sign")
+OUTPUT_ACTIVATIONS = ("linear", "tanh")
+
+
+def log_and_sign(g: tf.Tensor, k: float = 5.0) -> tf.Tensor:
+    """DM's gradient preprocessing (Andrychowicz et al. 2016, TF code with k = 5).
+
+    ``[clip(log(|g| + eps)/k, -1, 1), clip(g·eᵏ, -1, 1)]`` with eps the float32 machine epsilon; shape ``g + [2]``.
+    """
+    eps = tf.constant(1.1920929e-07, g.dtype)
+    log = tf.clip_by_value(tf.math.log(tf.abs(g) + eps) / k, -1.0, 1.0)
+    sign = tf.clip_by_value(g * tf.exp(tf.constant(k, g.dtype)), -1.0, 1.0)
+    return tf.stack([log, sign], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tfl2o")
+class CoordinatewiseLSTM(keras.layers.Layer):
+    """A coordinate-wise LSTM learned optimizer.
+
+    Args:
+        features: feature string or :class:`FeatureSet` (``"g"`` for DM, ``"mt+gt"`` for RNNprop).
+        preproc: widths of the Dense+ELU preprocessing layers (``()`` for DM).
+        lstm: widths of the stacked LSTM cells.
+        output_activation: ``"tanh"`` (RNNprop) or ``"linear"`` (DM).
+        input_transform: ``"log_and_sign"`` (DM) or ``"none"``.
+        log_and_sign_k: k of LogAndSign.
+        output_scale: the fixed step scale (0.01 in the paper).
+        beta1, beta2: decays of the feature moments.
+        optimizer_name: a label (``"rp"``, ``"dm"``, …).
+    """
+
+    def __init__(self, features="mt+gt", preproc: Sequence[int] = (20,), lstm: Sequence[int] = (20, 20),
+                 output_activation: str = "tanh", input_transform: str = "none", log_and_sign_k: float = 5.0,
+                 output_scale: float = 0.01, beta1: float = 0.95, beta2: float = 0.95,
+                 optimizer_name: str = "l2o", **kwargs):
+        super().__init__(**kwargs)
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        if input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {input_transform!r}")
+        if not lstm or any(int(u) <= 0 for u in lstm) or any(int(u) <= 0 for u in preproc):
+            raise ValueError(f"layer widths must be positive and lstm non-empty, got preproc={list(preproc)} "
+                             f"lstm={list(lstm)}")
+        if not output_scale > 0:
+            raise ValueError(f"output_scale must be positive, got {output_scale}")
+        self.feature_set = features if isinstance(features, FeatureSet) else FeatureSet(features, beta1, beta2)
+        if input_transform == "log_and_sign" and self.feature_set.names != ("g",):
+            raise ValueError("log_and_sign preprocessing expects the raw gradient: use features='g'")
+        self.preproc_units = tuple(int(u) for u in preproc)
+        self.lstm_units = tuple(int(u) for u in lstm)
+        self.output_activation = output_activation
+        self.input_transform = input_transform
+        self.log_and_sign_k = float(log_and_sign_k)
+        self.output_scale = float(output_scale)
+        self.optimizer_name = optimizer_name
+        self.preproc_layers = [keras.layers.Dense(u, activation="elu", name=f"preproc_{i}")
+                               for i, u in enumerate(self.preproc_units)]
+        self.cells = [keras.layers.LSTMCell(u, name=f"lstm_{i}") for i, u in enumerate(self.lstm_units)]
+        self.head = keras.layers.Dense(1, name="output")
+        self.build_all()
+
+    @property
+    def num_inputs(self) -> int:
+        return 2 if self.input_transform == "log_and_sign" else self.feature_set.num_features
+
+    def build_all(self):
+        """Create every weight now (deterministic variable order for checkpoints and export)."""
+        width = self.num_inputs
+        for layer in self.preproc_layers:
+            layer.build((None, width))
+            width = layer.units
+        for cell in self.cells:
+            cell.build((None, width))
+            width = cell.units
+        self.head.build((None, width))
+        self.built = True
+
+    # -- the CoordinateOptimizer protocol ---------------------------------------------------------------
+    def init_state(self, num_coords):
+        """``(feature_state, ((h, c) per LSTM layer))``, all zeros."""
+        lstm = tuple((tf.zeros([num_coords, u]), tf.zeros([num_coords, u])) for u in self.lstm_units)
+        return self.feature_set.init_state([num_coords]), lstm
+
+    def forward(self, grad, state, step):
+        """One step: ``(raw_output [n], features [n, F], new_state)``."""
+        feat_state, lstm_state = state
+        feats, feat_state = self.feature_set.update(feat_state, grad, step)
+        x = log_and_sign(grad, self.log_and_sign_k) if self.input_transform == "log_and_sign" else feats
+        for layer in self.preproc_layers:
+            x = layer(x)
+        new_lstm = []
+        for cell, (h, c) in zip(self.cells, lstm_state):
+            x, (h, c) = cell(x, [h, c])
+            new_lstm.append((h, c))
+        out = self.head(x)[:, 0]
+        if self.output_activation == "tanh":
+            out = tf.tanh(out)
+        return out, feats, (feat_state, tuple(new_lstm))
+
+    def update(self, grad, state, step):
+        out, _, state = self.forward(grad, state, step)
+        return self.output_scale * out, state
+
+    def call(self, grad, state, step):
+        return self.update(grad, state, step)
+
+    def state_floats_per_coordinate(self) -> int:
+        return len(self.feature_set.state_names()) + 2 * sum(self.lstm_units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "features": self.feature_set.spec, "preproc": list(self.preproc_units), "lstm": list(self.lstm_units),
+            "output_activation": self.output_activation, "input_transform": self.input_transform,
+            "log_and_sign_k": self.log_and_sign_k, "output_scale": self.output_scale,
+            "beta1": self.feature_set.beta1, "beta2": self.feature_set.beta2,
+            "optimizer_name": self.optimizer_name,
+        })
+        return config

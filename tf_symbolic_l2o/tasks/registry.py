@@ -1,0 +1,89 @@
+"""Build tasks from a small JSON-able spec, e.g. ``{"name": "mlp", "dataset": "mnist_subset"}``.
+
+=============  ======================================================================  =========================
+name           optimizee                                                               default dataset
+=============  ======================================================================  =========================
+``mlp``        MLP, hidden (30, 20), ReLU — the paper's 784→30→20→10 on MNIST           ``mnist_subset`` (offline)
+``cnn``        the paper's small CNN (conv 6, conv 12, dense)                          ``mnist_subset_32``
+``resnet``     CIFAR-style ResNet (``depth`` 8/20/32/44/56 or 18)                       ``mnist_subset_32``
+``quadratic``  random quadratic ‖Wθ − y‖²                                               — (generated)
+=============  ======================================================================  =========================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tf_symbolic_l2o.tasks.base import ClassificationTask, Task
+
+TASKS = ("mlp", "cnn", "resnet", "quadratic")
+DEFAULT_TASK: dict[str, Any] = {"name": "mlp", "dataset": "mnist_subset", "hidden": [30, 20],
+                                "activation": "relu", "batch_size": 128, "init": "paper"}
+_DEFAULT_DATASET = {"mlp": "mnist_subset", "cnn": "mnist_subset_32", "resnet": "mnist_subset_32"}
+_KEYS = {
+    "mlp": {"hidden", "activation"},
+    "cnn": {"channels"},
+    "resnet": {"depth", "width_multiplier", "norm"},
+    "quadratic": {"dim", "noise_std", "problem_seed"},
+}
+_COMMON = {"name", "dataset", "batch_size", "init", "data_dir", "seed"}
+
+
+def available_tasks() -> list[str]:
+    return list(TASKS)
+
+
+def normalize_task_spec(spec: dict | str | None) -> dict[str, Any]:
+    """Fill defaults and validate keys; returns a new dict."""
+    if spec is None:
+        return dict(DEFAULT_TASK)
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    name = spec.get("name", "mlp")
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
+    unknown = set(spec) - _COMMON - _KEYS[name]
+    if unknown:
+        raise ValueError(f"task {name!r} does not take {sorted(unknown)}; it takes {sorted(_KEYS[name] | _COMMON)}")
+    out = dict(DEFAULT_TASK) if name == "mlp" else {"name": name, "batch_size": 128, "init": "paper"}
+    if name in _DEFAULT_DATASET:
+        out.setdefault("dataset", _DEFAULT_DATASET[name])
+    out.update({k: v for k, v in spec.items() if v is not None})
+    if name == "quadratic":
+        out.pop("dataset", None)
+    if int(out.get("batch_size", 1)) <= 0:
+        raise ValueError(f"batch_size must be positive, got {out['batch_size']}")
+    return out
+
+
+def make_task(spec: dict | str | None = None, split: str = "meta_train") -> Task:
+    """Build the task described by ``spec`` on the given data split (``meta_train``, ``eval`` or ``train``)."""
+    from tf_symbolic_l2o.data import load_dataset
+
+    spec = normalize_task_spec(spec)
+    name = spec["name"]
+    if name == "quadratic":
+        from tf_symbolic_l2o.tasks.quadratic import QuadraticTask
+
+        kwargs = {k: spec[k] for k in ("dim", "noise_std", "problem_seed") if k in spec}
+        return QuadraticTask(**kwargs)
+    flatten = name == "mlp"
+    ds = load_dataset(spec["dataset"], data_dir=spec.get("data_dir"), seed=int(spec.get("seed", 0)),
+                      flatten=flatten)
+    if name == "mlp":
+        from tf_symbolic_l2o.tasks.mlp import MLP
+
+        net = MLP(int(ds.x_train.shape[1]), tuple(spec.get("hidden", (30, 20))), ds.num_classes,
+                  spec.get("activation", "relu"))
+    elif name == "cnn":
+        from tf_symbolic_l2o.tasks.cnn import SmallCNN
+
+        kwargs = {"channels": tuple(spec["channels"])} if "channels" in spec else {}
+        net = SmallCNN(input_shape=tuple(ds.input_shape), num_classes=ds.num_classes, **kwargs)
+    else:
+        from tf_symbolic_l2o.tasks.resnet import ResNet
+
+        kwargs = {k: spec[k] for k in ("depth", "width_multiplier", "norm") if k in spec}
+        net = ResNet(input_shape=tuple(ds.input_shape), num_classes=ds.num_classes, **kwargs)
+    return ClassificationTask(net, ds, split=split, batch_size=int(spec["batch_size"]), init=spec["init"],
+                              name=name)

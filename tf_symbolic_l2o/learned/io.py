@@ -69,7 +69,7 @@ def load_l2o(directory: str | Path) -> CoordinatewiseLSTM:
         raise ValueError(f"{directory / 'l2o.json'} does not describe a learned optimizer ({e})") from None
     try:
         weights_checkpoint(l2o).read(str(directory / "weights")).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Exception as e:  # noqa: BLE001 - a broken checkpoint raises OpError, IndexError, AssertionError, …
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot read learned-optimizer weights in {directory} ({msg})") from None
     return l2o

@@ -50,12 +50,14 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         output_scale: the fixed step scale (0.01 in the paper).
         beta1, beta2: decays of the feature moments.
         optimizer_name: a label (``"rp"``, ``"dm"``, …).
+        seed: seeds the weight initialisers (Keras defaults: Glorot-uniform kernels, orthogonal recurrent
+            kernels), so two optimizers built with the same seed start identical. ``None``: unseeded.
     """
 
     def __init__(self, features="mt+gt", preproc: Sequence[int] = (20,), lstm: Sequence[int] = (20, 20),
                  output_activation: str = "tanh", input_transform: str = "none", log_and_sign_k: float = 5.0,
                  output_scale: float = 0.01, beta1: float = 0.95, beta2: float = 0.95,
-                 optimizer_name: str = "l2o", **kwargs):
+                 optimizer_name: str = "l2o", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
@@ -76,15 +78,24 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         self.log_and_sign_k = float(log_and_sign_k)
         self.output_scale = float(output_scale)
         self.optimizer_name = optimizer_name
-        self.preproc_layers = [keras.layers.Dense(u, activation="elu", name=f"preproc_{i}")
+        self.seed = seed
+        init = self._initializer
+        self.preproc_layers = [keras.layers.Dense(u, activation="elu", name=f"preproc_{i}",
+                                                  kernel_initializer=init("glorot_uniform", 10 + i))
                                for i, u in enumerate(self.preproc_units)]
-        self.cells = [keras.layers.LSTMCell(u, name=f"lstm_{i}") for i, u in enumerate(self.lstm_units)]
-        self.head = keras.layers.Dense(1, name="output")
+        self.cells = [keras.layers.LSTMCell(u, name=f"lstm_{i}", kernel_initializer=init("glorot_uniform", 20 + i),
+                                            recurrent_initializer=init("orthogonal", 30 + i))
+                      for i, u in enumerate(self.lstm_units)]
+        self.head = keras.layers.Dense(1, name="output", kernel_initializer=init("glorot_uniform", 40))
         self.build_all()
 
     @property
     def num_inputs(self) -> int:
         return 2 if self.input_transform == "log_and_sign" else self.feature_set.num_features
+
+    def _initializer(self, kind: str, offset: int):
+        seed = None if self.seed is None else int(self.seed) * 1000 + offset
+        return keras.initializers.get({"class_name": kind, "config": {"seed": seed}})
 
     def build_all(self):
         """Create every weight now (deterministic variable order for checkpoints and export)."""
@@ -137,6 +148,6 @@ class CoordinatewiseLSTM(keras.layers.Layer):
             "output_activation": self.output_activation, "input_transform": self.input_transform,
             "log_and_sign_k": self.log_and_sign_k, "output_scale": self.output_scale,
             "beta1": self.feature_set.beta1, "beta2": self.feature_set.beta2,
-            "optimizer_name": self.optimizer_name,
+            "optimizer_name": self.optimizer_name, "seed": self.seed,
         })
         return config

@@ -162,7 +162,7 @@ class MetaTrainer:
         self.config = config
         self.task: Task = make_task(config.task, split="meta_train")
         self.num_coords = self.task.num_params
-        self.l2o = make_l2o(config.optimizer, **config.l2o)
+        self.l2o = make_l2o(config.optimizer, **{"seed": config.seed, **config.l2o})
         self.meta_optimizer = keras.optimizers.Adam(config.meta_lr)
         self.meta_optimizer.build(self.l2o.trainable_variables)
         teacher = Baseline("adam", config.imitation_lr) if config.imitation_prob > 0 else None

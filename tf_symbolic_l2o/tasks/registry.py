@@ -58,8 +58,6 @@ def normalize_task_spec(spec: dict | str | None) -> dict[str, Any]:
 
 def make_task(spec: dict | str | None = None, split: str = "meta_train") -> Task:
     """Build the task described by ``spec`` on the given data split (``meta_train``, ``eval`` or ``train``)."""
-    from tf_symbolic_l2o.data import load_dataset
-
     spec = normalize_task_spec(spec)
     name = spec["name"]
     if name == "quadratic":
@@ -67,6 +65,8 @@ def make_task(spec: dict | str | None = None, split: str = "meta_train") -> Task
 
         kwargs = {k: spec[k] for k in ("dim", "noise_std", "problem_seed") if k in spec}
         return QuadraticTask(**kwargs)
+    from tf_symbolic_l2o.data import load_dataset
+
     flatten = name == "mlp"
     ds = load_dataset(spec["dataset"], data_dir=spec.get("data_dir"), seed=int(spec.get("seed", 0)),
                       flatten=flatten)

@@ -1,0 +1,28 @@
+"""tf_symbolic_l2o — learned and symbolic optimizers on TensorFlow 2 / Keras 3.
+
+A rebuild of *Symbolic Learning to Optimize* (Zheng, Chen, Hu, Wang, ICLR 2022):
+
+1. meta-train coordinate-wise LSTM optimizers (DM, RNNprop: ``rp``, ``rp_s``, ``rp_si``) — :mod:`.meta`;
+2. record their behaviour, distill closed-form rules, and ship them as Keras optimizers (later stages).
+
+Stages live in their own modules: :mod:`.features` (per-coordinate optimizer state), :mod:`.data`, :mod:`.tasks`
+(functional optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.baselines` (hand-designed rules),
+:mod:`.meta` (unrolls, trainer, evaluation).
+"""
+
+__version__ = "0.1.0"
+
+from tf_symbolic_l2o.baselines import Baseline
+from tf_symbolic_l2o.features import FEATURE_NAMES, FeatureSet
+from tf_symbolic_l2o.learned.io import load_l2o, save_l2o
+from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
+from tf_symbolic_l2o.learned.registry import available_optimizers, make_l2o
+from tf_symbolic_l2o.meta.evaluate import evaluate_optimizers, write_report
+from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
+from tf_symbolic_l2o.tasks.registry import available_tasks, make_task
+
+__all__ = [
+    "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "MetaTrainer", "TrainConfig",
+    "available_optimizers", "available_tasks", "evaluate_optimizers", "load_l2o", "make_l2o", "make_task",
+    "save_l2o", "write_report", "__version__",
+]

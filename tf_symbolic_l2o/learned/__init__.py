@@ -1,0 +1,1 @@
+"""Coordinate-wise learned optimizers (DM, RNNprop family) and their persistence."""

@@ -81,6 +81,8 @@ class Evaluator:
 
     def run(self, optimizer, n_runs: int, label: str | None = None, metrics: bool = True) -> RunResult:
         """``n_runs`` runs of ``optimizer`` (any CoordinateOptimizer)."""
+        if n_runs <= 0:
+            raise ValueError(f"the number of runs must be positive, got {n_runs}")
         fn = self._rollout_fn(optimizer)
         losses, accs, tlosses = [], [], []
         for i in range(n_runs):
@@ -112,7 +114,7 @@ def tune_learning_rate(task: Task, kind: str, steps: int, grid: Sequence[float] 
     table = pd.DataFrame(rows)
     finite = table[np.isfinite(table["mean_final_loss"])]
     if finite.empty:
-        raise RuntimeError(f"every learning rate diverged for {kind}; widen the grid")
+        raise ValueError(f"every learning rate of the grid diverged for {kind}; pass a grid with smaller values")
     best = float(finite.loc[finite["mean_final_loss"].idxmin(), "learning_rate"])
     return best, table
 

@@ -49,7 +49,7 @@ class TrainConfig:
         optimizer: ``dm``, ``rp``, ``rp_s`` or ``rp_si``.
         l2o: overrides of the preset (``features``, ``preproc``, ``lstm``, …).
         task: task spec (see :mod:`tf_symbolic_l2o.tasks.registry`); default MLP 784-30-20-10 on the MNIST subset.
-        epochs: number of optimizee runs.
+        epochs: number of optimizee runs (50 by default, so the offline default job takes minutes; the paper: 200).
         epoch_len: steps per run (the training horizon); a multiple of ``unroll``.
         unroll: truncation length U.
         meta_lr: Adam learning rate of the meta-optimizer.
@@ -70,7 +70,7 @@ class TrainConfig:
     optimizer: str = "rp"
     l2o: dict = dataclasses.field(default_factory=dict)
     task: dict = dataclasses.field(default_factory=lambda: normalize_task_spec(None))
-    epochs: int = 100
+    epochs: int = 50
     epoch_len: int = 200
     unroll: int = 20
     meta_lr: float = 1e-3
@@ -140,13 +140,15 @@ class MetaTrainer:
     Args:
         config: the run's :class:`TrainConfig`.
         run_dir: where everything is written.
-        resume: continue from the latest checkpoint in ``run_dir`` (the saved config wins).
+        resume: continue from the latest checkpoint in ``run_dir`` (the saved config wins, except ``epochs``).
+        epochs: with ``resume``, a new total number of epochs (to extend a finished run); ``None`` keeps it.
         progress: show a progress bar (rich).
         stop_after_epoch: stop (after checkpointing) once this epoch is done — used to test resume.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = False,
-                 stop_after_epoch: int | None = None, log: Callable[[str], None] | None = None):
+    def __init__(self, config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
+                 progress: bool = False, stop_after_epoch: int | None = None,
+                 log: Callable[[str], None] | None = None, epochs: int | None = None):
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.progress = progress
@@ -155,10 +157,14 @@ class MetaTrainer:
         if resume:
             if not (self.run_dir / "config.json").is_file():
                 raise FileNotFoundError(f"no run to resume in {self.run_dir} (config.json missing)")
-            config = TrainConfig.from_dict(read_json(self.run_dir / "config.json", "run config"))
+            saved = read_json(self.run_dir / "config.json", "run config")
+            if not isinstance(saved, dict):
+                raise ValueError(f"{self.run_dir / 'config.json'} does not hold a training config")
+            if epochs is not None:
+                saved["epochs"] = int(epochs)
+            config = TrainConfig.from_dict(saved)
         elif (self.run_dir / "checkpoints").exists() and any((self.run_dir / "checkpoints").iterdir()):
-            raise FileExistsError(f"{self.run_dir} already holds a run; pass resume=True (--resume) or pick "
-                                  f"another directory")
+            raise FileExistsError(f"{self.run_dir} already holds a run; resume it or choose another directory")
         self.config = config
         self.task: Task = make_task(config.task, split="meta_train")
         self.num_coords = self.task.num_params
@@ -281,8 +287,7 @@ class MetaTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._restore()
-        else:
-            atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
+        atomic_write_json(self.run_dir / "config.json", cfg.to_dict())  # on resume: the saved one (+ epochs)
         writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
         start_epoch = int(self.epoch.numpy()) + 1
         t_start = time.time()

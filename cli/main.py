@@ -1,0 +1,394 @@
+"""The ``tfl2o`` command line: a thin layer that parses options, calls :mod:`tf_symbolic_l2o` and prints results.
+
+Commands::
+
+    tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
+    tfl2o evaluate  compare a trained run's optimizer with learning-rate-tuned baselines
+
+TensorFlow and the library are imported inside the commands, so ``tfl2o --help`` stays instant.
+
+Adding a command: write a function decorated with ``@app.command()`` and then ``@cli_errors`` (in that order, the
+decorator closest to the function), import what it needs from the library inside the function (never at module
+level), and raise ``ValueError`` / ``FileNotFoundError`` / … for user errors: ``cli_errors`` turns them into one
+``error: …`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+app = typer.Typer(
+    name="tfl2o",
+    help="Learned optimizers (DM, RNNprop) on TensorFlow 2 / Keras 3: meta-train and evaluate them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+err_console = Console(stderr=True)
+
+#: Exit code of every expected (user-facing) error.
+ERROR_EXIT_CODE = 2
+
+# Exception types that are user errors rather than bugs; library-specific ones are added in ``_expected_errors``.
+_BUILTIN_EXPECTED = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                     IsADirectoryError, PermissionError)
+# (module, class) of library exceptions that are user errors. They are looked up in ``sys.modules`` only: if the
+# module was never imported, the exception cannot have been raised, and importing it here would load TensorFlow.
+_LIBRARY_EXPECTED = (
+    ("tf_symbolic_l2o.meta.trainer", "CheckpointError"),
+    ("tf_symbolic_l2o.data", "DatasetUnavailableError"),
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# shared helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    """rich's global console: the one the library's progress bars use, so log lines and bars do not collide."""
+    import rich
+
+    return rich.get_console()
+
+
+def _print(msg: Any = "", **kwargs) -> None:
+    _console().print(msg, **{"soft_wrap": True, "markup": False, "highlight": False, **kwargs})
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    types = list(_BUILTIN_EXPECTED)
+    for module, name in _LIBRARY_EXPECTED:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None:
+            types.append(cls)
+    return tuple(types)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, KeyError):
+        return f"missing entry {err.args[0]!r}" if err.args else "missing entry"
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def fail(message: str, code: int = ERROR_EXIT_CODE) -> typer.Exit:
+    """Print ``error: message`` (one red line on stderr); returns the ``typer.Exit`` to raise."""
+    err_console.print(Text.assemble(("error: ", "bold red"), (message, "red")), soft_wrap=True, highlight=False)
+    return typer.Exit(code=code)
+
+
+def cli_errors(fn: Callable) -> Callable:
+    """Turn expected errors into one ``error: …`` line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001 - filtered right below
+            if isinstance(err, _expected_errors()):
+                raise fail(_one_line(err)) from None
+            raise
+
+    return wrapper
+
+
+def _split(text: str | None) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in _split(text)]
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} needs at least one value")
+    return values
+
+
+def _float_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in _split(text)]
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{option} needs at least one value")
+    return values
+
+
+def _positive(**values: int | None) -> None:
+    """Check CLI counts the library does not validate up front (``None`` = not given)."""
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def _parse_jit(text: str) -> str | bool:
+    key = text.strip().lower()
+    if key == "auto":
+        return "auto"
+    if key in ("true", "1", "yes", "on"):
+        return True
+    if key in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"--jit-compile takes auto, true or false, got {text!r}")
+
+
+def _parse_clip(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--meta-clip-norm takes a positive number or 'none', got {text!r}") from None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.6g}"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def _version_callback(value: bool) -> None:
+    if not value:
+        return
+    try:
+        from importlib.metadata import version
+
+        v = version("tf-symbolic-l2o")
+    except Exception:  # noqa: BLE001 - not installed: ask the package itself (slower, imports TensorFlow)
+        from tf_symbolic_l2o import __version__ as v
+    typer.echo(f"tfl2o {v}")
+    raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version_callback, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Learned optimizers (DM, RNNprop) on TensorFlow 2 / Keras 3: meta-train and evaluate them."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------------------------
+
+_TRAIN_ARTIFACTS = (
+    ("config.json", "run configuration"),
+    ("metrics.csv", "per-epoch metrics"),
+    ("checkpoints", "checkpoints (for --resume)"),
+    ("tensorboard", "TensorBoard logs"),
+    ("l2o", "trained optimizer (l2o.json, weights, saved_model/)"),
+    ("summary.json", "run summary"),
+)
+
+
+@app.command()
+@cli_errors
+def train(
+    optimizer: Annotated[Optional[str], typer.Option(
+        "--optimizer", "-o", help="Learned optimizer: dm, rp, rp_s or rp_si.", show_default="rp")] = None,
+    task: Annotated[Optional[str], typer.Option(
+        help="Optimizee: mlp, cnn, resnet or quadratic.", show_default="mlp")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Dataset (mnist_subset, mnist_subset_32, digits, synthetic_mnist, synthetic_cifar, or TFDS mnist, "
+             "fashion_mnist, cifar10).", show_default="the task's, e.g. mnist_subset for mlp")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="TFDS data directory (prepared datasets).")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="MLP hidden widths, e.g. '30,20'.")] = None,
+    activation: Annotated[Optional[str], typer.Option(help="MLP activation, e.g. relu, sigmoid, tanh.")] = None,
+    depth: Annotated[Optional[int], typer.Option(help="ResNet depth (8/20/32/44/56 or 18).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="128")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")] = None,
+    features: Annotated[Optional[str], typer.Option(
+        help="Override the L2O's input features, e.g. 'mt+gt' or 'mt+g+mom5'.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Meta-training epochs (optimizee runs).", show_default="50")] = None,
+    epoch_len: Annotated[Optional[int], typer.Option(
+        help="Steps per epoch (training horizon).", show_default="200")] = None,
+    unroll: Annotated[Optional[int], typer.Option(help="Truncation length of the unrolls.", show_default="20")] = None,
+    meta_lr: Annotated[Optional[float], typer.Option(
+        help="Meta-optimizer (Adam) learning rate.", show_default="1e-3")] = None,
+    meta_clip_norm: Annotated[Optional[str], typer.Option(
+        help="Clip meta-gradients to this global norm, or 'none'.", show_default="1.0")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed of every random draw.", show_default="0")] = None,
+    curriculum: Annotated[Optional[str], typer.Option(
+        help="Increasing horizons, e.g. '100,200,500' (replaces --epoch-len).")] = None,
+    imitation_prob: Annotated[Optional[float], typer.Option(
+        help="Probability that an epoch imitates Adam(0.01).", show_default="0")] = None,
+    random_scale: Annotated[Optional[float], typer.Option(
+        help="Bound b of the random objective scaling exp(U(-b, b)) (0 = off).", show_default="0")] = None,
+    jit_compile: Annotated[Optional[str], typer.Option(
+        help="XLA: auto (on GPU only), true or false.", show_default="auto")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        help="Checkpoint every N epochs.", show_default="1")] = None,
+    val_every: Annotated[Optional[int], typer.Option(
+        help="Validate every N epochs (0 = never).", show_default="5")] = None,
+    val_runs: Annotated[Optional[int], typer.Option(help="Optimizee runs per validation.", show_default="2")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-d", help="Run directory.", show_default="runs/<optimizer>")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its latest checkpoint (its saved config wins; "
+                        "--epochs may extend it).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+) -> None:
+    """Meta-train a learned optimizer into a run directory (config, metrics, checkpoints, TensorBoard, l2o/)."""
+    task_options = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir),
+                    "hidden": None if hidden is None else _int_list(hidden, "--hidden"),
+                    "activation": activation, "depth": depth, "batch_size": batch_size, "init": init}
+    task_options = {k: v for k, v in task_options.items() if v is not None}
+    options = {"optimizer": optimizer, "epochs": epochs, "epoch_len": epoch_len, "unroll": unroll,
+               "meta_lr": meta_lr, "seed": seed, "imitation_prob": imitation_prob, "random_scale": random_scale,
+               "checkpoint_every": checkpoint_every, "val_every": val_every, "val_runs": val_runs,
+               "curriculum": None if curriculum is None else _int_list(curriculum, "--curriculum"),
+               "jit_compile": None if jit_compile is None else _parse_jit(jit_compile)}
+    options = {k: v for k, v in options.items() if v is not None}
+    if meta_clip_norm is not None:
+        options["meta_clip_norm"] = _parse_clip(meta_clip_norm)
+    if features is not None:
+        options["l2o"] = {"features": features}
+    if task is not None or task_options:
+        options["task"] = {"name": task or "mlp", **task_options}
+
+    from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
+
+    if resume:
+        run_dir = out or Path("runs") / (optimizer or TrainConfig.optimizer)
+        ignored = sorted(k for k in options if not (k == "optimizer" and out is None) and k != "epochs")
+        if ignored:
+            _print(f"note: --resume uses the run's saved config (only --epochs can change); ignoring "
+                   f"{', '.join(ignored)}", style="yellow")
+        config = None
+    else:
+        config = TrainConfig(**options)
+        run_dir = out or Path("runs") / config.optimizer
+
+    trainer = MetaTrainer(config, run_dir, resume=resume, progress=not no_progress, log=_print,
+                          epochs=options.get("epochs") if resume else None)
+    cfg = trainer.config
+    _print(f"{'resuming' if resume else 'meta-training'} {cfg.optimizer} on {cfg.task['name']}"
+           f"{' / ' + cfg.task['dataset'] if 'dataset' in cfg.task else ''}: {cfg.epochs} epochs, horizon "
+           f"{'→'.join(str(h) for h in cfg.horizons)}, unroll {cfg.unroll}, {trainer.num_coords} optimizee "
+           f"parameters, run directory {run_dir}")
+    try:
+        summary = trainer.run()
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; continue with: tfl2o train --resume --out {run_dir}", code=130) from None
+
+    table = Table(title=f"meta-training of {cfg.optimizer}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), _fmt(value))
+    _console().print(table)
+    _print("written:")
+    for name, what in _TRAIN_ARTIFACTS:
+        if (run_dir / name).exists():
+            _print(f"  {run_dir / name}  ({what})")
+    _print(f"next: tfl2o evaluate {run_dir}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'tfl2o train'.")],
+    runs: Annotated[int, typer.Option(help="Evaluation runs per optimizer.")] = 5,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Steps per run.", show_default="the run's training horizon (last curriculum horizon)")] = None,
+    baselines: Annotated[str, typer.Option(
+        help="Comma-separated tuned baselines (adam, rmsprop, momentum, …); '' for none.")] = "adam,rmsprop,momentum",
+    lr_grid: Annotated[Optional[str], typer.Option(
+        help="Comma-separated learning rates tried for each baseline.", show_default="1e-4,3e-4,…,1e-1")] = None,
+    tune_runs: Annotated[int, typer.Option(help="Runs per grid point when tuning the baselines.")] = 2,
+    seed: Annotated[int, typer.Option(help="Base seed of the evaluation runs.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-d", help="Report directory.", show_default="RUN_DIR/eval")] = None,
+) -> None:
+    """Evaluate a trained run's optimizer against learning-rate-tuned baselines on held-out runs."""
+    _positive(runs=runs, steps=steps, tune_runs=tune_runs)
+    baseline_names = _split(baselines)
+    grid = None if lr_grid is None else _float_list(lr_grid, "--lr-grid")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory {run_dir}")
+    if not (run_dir / "l2o").is_dir() and not (run_dir / "l2o.json").is_file():
+        raise FileNotFoundError(f"{run_dir} holds no trained optimizer (l2o/ missing); finish the run with: "
+                                f"tfl2o train --resume --out {run_dir}")
+
+    from tf_symbolic_l2o.io import read_json
+    from tf_symbolic_l2o.learned.io import load_l2o
+    from tf_symbolic_l2o.meta.evaluate import DEFAULT_LR_GRID, evaluate_optimizers, write_report
+    from tf_symbolic_l2o.meta.trainer import TrainConfig
+    from tf_symbolic_l2o.tasks.registry import make_task
+
+    raw = read_json(run_dir / "config.json", "run config")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{run_dir / 'config.json'} is not a run config (expected a JSON object)")
+    config = TrainConfig.from_dict(raw)
+    steps = steps or config.horizons[-1]
+    out = out or run_dir / "eval"
+    l2o = load_l2o(run_dir)
+    tune_task = make_task(config.task, split="meta_train")
+    eval_task = make_task(config.task, split="eval")
+    label = config.optimizer
+    _print(f"evaluating {label} from {run_dir} on {config.task['name']}"
+           f"{' / ' + config.task['dataset'] if 'dataset' in config.task else ''}: {runs} runs × {steps} steps, "
+           f"baselines {', '.join(baseline_names) or 'none'}")
+    results, tuning = evaluate_optimizers({label: l2o}, tune_task, eval_task, steps, n_runs=runs,
+                                          baselines=baseline_names,
+                                          lr_grid=DEFAULT_LR_GRID if grid is None else grid,
+                                          tune_runs=tune_runs, seed=seed, log=_print)
+    summary = write_report(results, tuning, out, title=f"{label} vs tuned baselines ({config.task['name']}, "
+                                                        f"{steps} steps)")
+    _print_eval_summary(results, summary, label)
+    _print(f"report written to {out} (summary.csv, summary.md, curves.csv, final.csv, tuning.csv, loss_curves.png)")
+
+
+def _print_eval_summary(results, summary, label: str) -> None:
+    table = Table(title="evaluation: mean ± std over runs; final loss = mean of the last 10 % of steps")
+    for name in ("optimizer", "learning rate", "final loss", "test accuracy", "diverged"):
+        table.add_column(name, justify="left" if name == "optimizer" else "right")
+    for result, (_, row) in zip(results, summary.iterrows()):
+        acc = "—" if math.isnan(row.test_accuracy_mean) else \
+            f"{100 * row.test_accuracy_mean:.2f} % ± {100 * row.test_accuracy_std:.2f}"
+        table.add_row(str(row.optimizer), _fmt(result.learning_rate),
+                      f"{row.final_loss_mean:.4g} ± {row.final_loss_std:.2g}", acc,
+                      f"{int(row.diverged_runs)}/{int(row.runs)}")
+    _console().print(table)
+    mine = summary[summary["optimizer"] == label]["final_loss_mean"]
+    others = summary[summary["optimizer"] != label]
+    if mine.empty or others.empty:
+        return
+    best = others.loc[others["final_loss_mean"].idxmin()] if others["final_loss_mean"].notna().any() else None
+    if best is None or not math.isfinite(best.final_loss_mean) or best.final_loss_mean <= 0:
+        _print(f"{label} / best baseline final loss: n/a (every baseline diverged)")
+        return
+    ratio = float(mine.iloc[0]) / float(best.final_loss_mean)
+    verdict = "lower" if ratio < 1 else "higher"
+    _print(f"{label} / best baseline ({best.optimizer}) final loss: {ratio:.3f}  "
+           f"({label} reaches a {verdict} loss)", style="bold")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

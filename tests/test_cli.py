@@ -1,0 +1,269 @@
+"""The ``tfl2o`` command line: help, train → evaluate on a tiny run, resume, and one-line errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+# a run that takes seconds: 610-parameter MLP on the 8×8 digits, two epochs of two 5-step windows
+TINY_TRAIN = ["--task", "mlp", "--dataset", "digits", "--hidden", "8", "--epochs", "2", "--epoch-len", "10",
+              "--unroll", "5", "--val-every", "1", "--val-runs", "1", "--batch-size", "32", "--no-progress"]
+TINY_EVAL = ["--runs", "2", "--steps", "10", "--tune-runs", "1", "--lr-grid", "0.01,0.1", "--baselines", "adam"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    """Exit code ≠ 0, no traceback, and exactly one ``error:`` line that holds every fragment."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], result.output
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke("train", *TINY_TRAIN, "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    return run_dir, result
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(trained_run):
+    run_dir, _ = trained_run
+    result = invoke("evaluate", run_dir, *TINY_EVAL)
+    assert result.exit_code == 0, result.output
+    return run_dir, result
+
+
+# -- help and start-up ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"]])
+def test_help(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_help_is_listed_and_does_not_import_tensorflow():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from cli.main import app\n"
+            "for cmd in ([], ['train'], ['evaluate']):\n"
+            "    r = CliRunner().invoke(app, [*cmd, '--help'])\n"
+            "    assert r.exit_code == 0, r.output\n"
+            "assert 'tensorflow' not in sys.modules, 'tfl2o --help imported tensorflow'\n"
+            "assert not any(m.startswith('tf_symbolic_l2o') for m in sys.modules)\n")
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "cli", "--help"], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "train" in out.stdout and "evaluate" in out.stdout
+
+
+def test_no_arguments_shows_help():
+    result = invoke()
+    assert "Usage" in result.output
+    assert "train" in result.output
+
+
+# -- train / evaluate / resume -------------------------------------------------------------------------------------
+
+
+def test_train_writes_a_run(trained_run):
+    run_dir, result = trained_run
+    for name in ("config.json", "metrics.csv", "summary.json", "l2o/l2o.json"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "checkpoints").iterdir())
+    assert any((run_dir / "tensorboard").iterdir())
+    assert (run_dir / "l2o" / "saved_model" / "saved_model.pb").is_file()
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2]
+    assert set(metrics["horizon"]) == {10}
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == "rp"
+    assert config["task"]["dataset"] == "digits" and config["task"]["hidden"] == [8]
+    assert config["task"]["batch_size"] == 32
+    assert config["meta_lr"] == 1e-3  # not given on the command line: the TrainConfig default
+    assert "meta-training of rp" in result.output
+    assert "written" in result.output
+
+
+def test_evaluate_writes_report_and_prints_table(evaluated_run):
+    run_dir, result = evaluated_run
+    out = run_dir / "eval"
+    for name in ("summary.csv", "curves.csv", "loss_curves.png", "tuning.csv"):
+        assert (out / name).is_file(), name
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["optimizer"]) == ["rp", "adam(lr=0.01)"] or list(summary["optimizer"]) == [
+        "rp", "adam(lr=0.1)"]
+    assert set(summary["runs"]) == {2}
+    curves = pd.read_csv(out / "curves.csv")
+    assert curves["step"].max() == 9  # --steps 10
+    assert "adam(lr=" in result.output
+    assert "best baseline" in result.output
+    assert "final loss" in result.output
+
+
+def test_evaluate_custom_out_and_default_steps(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    result = invoke("evaluate", run_dir, "--runs", "1", "--baselines", "", "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "report" / "curves.csv")
+    assert curves["step"].max() == 9  # default steps: the run's training horizon (epoch_len 10)
+    assert set(curves["optimizer"]) == {"rp"}
+
+
+def test_train_options_reach_the_config(tmp_path):
+    run_dir = tmp_path / "quad"
+    result = invoke("train", "-o", "rp_s", "--task", "quadratic", "--curriculum", "5,10", "--unroll", "5",
+                    "--epochs", "1", "--features", "mt+g", "--meta-clip-norm", "none", "--jit-compile", "false",
+                    "--val-every", "0", "--meta-lr", "0.01", "--seed", "3", "--no-progress", "-d", run_dir)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == "rp_s" and config["task"]["name"] == "quadratic"
+    assert config["curriculum"] == [5, 10] and config["unroll"] == 5 and config["epochs"] == 1
+    assert config["l2o"] == {"features": "mt+g"}
+    assert config["meta_clip_norm"] is None and config["jit_compile"] is False
+    assert config["meta_lr"] == 0.01 and config["seed"] == 3 and config["val_every"] == 0
+    assert json.loads((run_dir / "l2o" / "l2o.json").read_text())["config"]["features"] == "mt+g"
+    # evaluate without baselines; default steps = the last curriculum horizon; no test accuracy on a quadratic
+    result = invoke("evaluate", run_dir, "--runs", "1", "--baselines", "")
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(run_dir / "eval" / "curves.csv")
+    assert curves["step"].max() == 9 and set(curves["optimizer"]) == {"rp_s"}
+
+
+def test_resume_finished_run(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    result = invoke("train", "--resume", "--out", copy, "--no-progress", "--unroll", "2")
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output
+    assert "ignoring unroll" in result.output  # the saved config wins
+    assert list(pd.read_csv(copy / "metrics.csv")["epoch"]) == [1, 2]
+    # --epochs extends a finished run
+    result = invoke("train", "--resume", "--out", copy, "--epochs", "3", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(copy / "metrics.csv")["epoch"]) == [1, 2, 3]
+    assert json.loads((copy / "config.json").read_text())["epochs"] == 3
+
+
+# -- errors --------------------------------------------------------------------------------------------------------
+
+
+def test_train_twice_into_the_same_directory_fails(trained_run):
+    run_dir, _ = trained_run
+    before = (run_dir / "metrics.csv").read_bytes()
+    result = invoke("train", *TINY_TRAIN, "--out", run_dir)
+    assert result.exit_code == 2
+    assert_one_line_error(result, "already holds a run", "resume")
+    assert (run_dir / "metrics.csv").read_bytes() == before
+
+
+def test_resume_missing_run_fails(tmp_path):
+    result = invoke("train", "--resume", "--out", tmp_path / "nothing")
+    assert result.exit_code == 2
+    assert_one_line_error(result, "no run to resume")
+
+
+def test_resume_corrupt_checkpoint_fails(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    data_files = list((copy / "checkpoints").glob("ckpt-*.data-*"))
+    assert data_files
+    for f in data_files:
+        f.write_bytes(b"\x00garbage")
+    result = invoke("train", "--resume", "--out", copy, "--no-progress")
+    assert result.exit_code == 2
+    assert_one_line_error(result, "cannot be restored")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--optimizer", "adamw"], ["unknown optimizer 'adamw'", "dm, rp, rp_s, rp_si"]),
+    (["train", "-o", "lstm"], ["unknown optimizer"]),
+    (["train", "--task", "transformer"], ["unknown task 'transformer'", "mlp, cnn, resnet, quadratic"]),
+    (["train", "--epochs", "0"], ["epochs"]),
+    (["train", "--unroll", "-1"], ["unroll"]),
+    (["train", "--epoch-len", "10", "--unroll", "4"], ["multiple of unroll"]),
+    (["train", "--hidden", "a,b"], ["--hidden"]),
+    (["train", "--task", "mlp", "--depth", "8"], ["does not take", "depth"]),
+    (["train", "--dataset", "no_such_data"], ["unknown dataset", "mnist_subset"]),
+    (["train", "--jit-compile", "maybe"], ["--jit-compile"]),
+    (["evaluate", "definitely/not/a/run"], ["no run directory"]),
+    (["evaluate", ".", "--runs", "0"], ["--runs"]),
+    (["evaluate", ".", "--lr-grid", "fast"], ["--lr-grid"]),
+])
+def test_bad_arguments_give_one_line(args, fragments, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written into the repository
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_unfinished_or_broken_run(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    assert_one_line_error(invoke("evaluate", tmp_path), "no trained optimizer")
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "config.json").write_text("{not json")
+    assert_one_line_error(invoke("evaluate", copy, *TINY_EVAL), "not valid JSON")
+    (copy / "config.json").write_text('{"optimizer": "rp", "warp_drive": 1}')
+    assert_one_line_error(invoke("evaluate", copy, *TINY_EVAL), "unknown training option")
+    (copy / "config.json").unlink()
+    assert_one_line_error(invoke("evaluate", copy, *TINY_EVAL), "run config not found")
+
+
+def test_evaluate_unknown_baseline(trained_run):
+    run_dir, _ = trained_run
+    assert_one_line_error(invoke("evaluate", run_dir, *TINY_EVAL[:-2], "--baselines", "adamw"),
+                          "unknown baseline 'adamw'")
+
+
+def test_train_help_defaults_match_the_library():
+    """The defaults shown by ``tfl2o train --help`` are written out in the CLI (to keep --help instant):
+    they must equal TrainConfig's."""
+    import dataclasses
+
+    import typer.main
+
+    from tf_symbolic_l2o.meta.trainer import TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    checked = 0
+    for param in command.params:
+        if param.name in defaults and isinstance(param.show_default, str):
+            expected = defaults[param.name]
+            shown = param.show_default
+            if isinstance(expected, bool) or expected is None:
+                continue
+            if isinstance(expected, (int, float)):
+                assert float(shown) == float(expected), param.name
+            else:
+                assert shown == str(expected), param.name
+            checked += 1
+    assert checked >= 8

@@ -1,0 +1,52 @@
+"""A symbolic rule as a functional coordinate-wise optimizer (closed-loop evaluation, recording, meta-tuning).
+
+    features_t = FeatureSet.update(g_t)                 (the same module the LSTM optimizers use)
+    x_t        = [features_t, features_{t-1}, …, features_{t-memlen+1}]   (zeros before the history fills)
+    Δθ_t       = output_scale · f(x_t)
+
+This follows the :class:`~tf_symbolic_l2o.learned.base.CoordinateOptimizer` protocol, so the meta-training engine,
+the evaluator and the recorder drive a rule exactly as they drive an LSTM.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_symbolic_l2o.rules.rule import Rule
+
+
+class RuleOptimizer:
+    """Apply a :class:`Rule` to a flat vector of coordinates.
+
+    Args:
+        rule: the symbolic rule.
+        constants: optional replacement for the rule's constants (pre-order), e.g. a trainable ``tf.Variable``
+            when the constants are meta-tuned.
+        name: label in reports.
+    """
+
+    def __init__(self, rule: Rule, constants=None, name: str | None = None):
+        self.rule = rule
+        self.features = rule.feature_set
+        self.memlen = int(rule.memlen)
+        self.output_scale = float(rule.output_scale)
+        self.constants = constants
+        self.name = name or "rule"
+        self._f = rule.tf_fn()
+
+    def init_state(self, num_coords):
+        history = tf.zeros([self.memlen - 1, num_coords, self.features.num_features])
+        return self.features.init_state([num_coords]), history
+
+    def forward(self, grad, state, step):
+        """``(raw f(x) [n], features [n, F], new_state)``."""
+        feat_state, history = state
+        feats, feat_state = self.features.update(feat_state, grad, step)
+        window = tf.concat([feats[None], history], axis=0)  # [memlen, n, F], lag 0 first
+        x = tf.reshape(tf.transpose(window, [1, 0, 2]), [-1, self.memlen * self.features.num_features])
+        raw = self._f(x, self.constants)
+        return raw, feats, (feat_state, window[:-1])
+
+    def update(self, grad, state, step):
+        raw, _, state = self.forward(grad, state, step)
+        return self.output_scale * raw, state

@@ -67,35 +67,18 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB on Linux
 
 
-class GeneratedMNIST:
-    """An MNIST-shaped stand-in dataset: random 784-dim float32 inputs in [0, 1), 10 balanced classes.
+def generated_mnist(rows: int = 4096, test_rows: int = 1000, seed: int = 0):
+    """An MNIST-shaped stand-in :class:`~tf_symbolic_l2o.data.Dataset`: random 784-dim float32 inputs in [0, 1),
+    10 balanced classes."""
+    import numpy as np  # noqa: PLC0415
 
-    Has the attributes :class:`~tf_symbolic_l2o.tasks.base.ClassificationTask` reads: ``name``,
-    ``split(name) -> (x, y)``, ``x_test``, ``y_test`` (and ``x_train``, ``num_classes``).
-    """
+    from tf_symbolic_l2o.data import Dataset  # noqa: PLC0415
 
-    name = "generated_mnist_shape"
-    num_classes = 10
-
-    def __init__(self, rows: int = 4096, test_rows: int = 1000, seed: int = 0):
-        import numpy as np  # noqa: PLC0415
-
-        rng = np.random.default_rng(seed)
-        self.x_train = rng.random((rows, 784), dtype=np.float32)
-        self.y_train = (np.arange(rows) % self.num_classes).astype(np.int32)
-        rng.shuffle(self.y_train)
-        self.x_test = rng.random((test_rows, 784), dtype=np.float32)
-        self.y_test = (np.arange(test_rows) % self.num_classes).astype(np.int32)
-
-    def split(self, name: str):
-        half = len(self.x_train) // 2
-        if name == "meta_train":
-            return self.x_train[:half], self.y_train[:half]
-        if name == "eval":
-            return self.x_train[half:], self.y_train[half:]
-        if name == "train":
-            return self.x_train, self.y_train
-        raise ValueError(f"unknown split {name!r}")
+    rng = np.random.default_rng(seed)
+    y_train = (np.arange(rows) % 10).astype(np.int32)
+    rng.shuffle(y_train)
+    return Dataset("generated_mnist_shape", rng.random((rows, 784), dtype=np.float32), y_train,
+                   rng.random((test_rows, 784), dtype=np.float32), (np.arange(test_rows) % 10).astype(np.int32), 10)
 
 
 def run_worker(args) -> dict:
@@ -110,7 +93,7 @@ def run_worker(args) -> dict:
     from tf_symbolic_l2o.tasks.mlp import MLP  # noqa: PLC0415
 
     jit = MODES[args.mode]
-    data = GeneratedMNIST(rows=args.rows, seed=args.seed)
+    data = generated_mnist(rows=args.rows, seed=args.seed)
     task = ClassificationTask(MLP(784, (30, 20), 10, "relu"), data, split="train", batch_size=args.batch_size)
     n = task.num_params
     l2o = make_l2o(args.optimizer, seed=args.seed)

@@ -42,6 +42,22 @@ def _constant_source(node: Node, values):
     return lambda i: values[i]
 
 
+def _walk(node: Node, const, leaves: Mapping[str, Any], backend: str):
+    """Evaluate ``node`` bottom-up: ``const(i, value)`` for the i-th constant (pre-order), ``leaves[name]`` for
+    variables, and each op's ``backend`` implementation (``"numpy"`` or ``"tf"``)."""
+    counter = [0]
+
+    def ev(n):
+        if isinstance(n, Const):
+            counter[0] += 1
+            return const(counter[0] - 1, n.value)
+        if isinstance(n, Var):
+            return leaves[n.name]
+        return getattr(OPS[n.name], backend)(*[ev(a) for a in n.args])
+
+    return ev(node)
+
+
 def evaluate_numpy(node: Node, env: Mapping[str, Any], constants: Sequence[float] | None = None,
                    dtype=None) -> np.ndarray:
     """Evaluate ``node`` on NumPy arrays.
@@ -64,19 +80,12 @@ def evaluate_numpy(node: Node, env: Mapping[str, Any], constants: Sequence[float
     dtype = np.dtype(dtype)
     arrays = {k: a.astype(dtype, copy=False) for k, a in arrays.items()}
     get_const = _constant_source(node, constants)
-    counter = [0]
 
-    def ev(n):
-        if isinstance(n, Const):
-            i = counter[0]
-            counter[0] += 1
-            return dtype.type(n.value if get_const is None else get_const(i))
-        if isinstance(n, Var):
-            return arrays[n.name]
-        return OPS[n.name].numpy(*[ev(a) for a in n.args])
+    def const(i, value):
+        return dtype.type(value if get_const is None else get_const(i))
 
     with np.errstate(all="ignore"):
-        return np.asarray(ev(node), dtype=dtype)
+        return np.asarray(_walk(node, const, arrays, "numpy"), dtype=dtype)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -103,20 +112,11 @@ def evaluate_tf(node: Node, env: Mapping[str, Any], constants=None, dtype=None) 
     dtype = tf.as_dtype(dtype)
     tensors = {k: (t if t.dtype == dtype else tf.cast(t, dtype)) for k, t in tensors.items()}
     get_const = _constant_source(node, constants)
-    counter = [0]
 
-    def ev(n):
-        if isinstance(n, Const):
-            i = counter[0]
-            counter[0] += 1
-            if get_const is None:
-                return tf.constant(n.value, dtype=dtype)
-            return tf.cast(get_const(i), dtype)
-        if isinstance(n, Var):
-            return tensors[n.name]
-        return OPS[n.name].tf(*[ev(a) for a in n.args])
+    def const(i, value):
+        return tf.constant(value, dtype=dtype) if get_const is None else tf.cast(get_const(i), dtype)
 
-    return ev(node)
+    return _walk(node, const, tensors, "tf")
 
 
 # ------------------------------------------------------------------------------------------------ sympy

@@ -3,7 +3,8 @@
 Commands::
 
     tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
-    tfl2o evaluate  compare a trained run's optimizer with learning-rate-tuned baselines
+    tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
+    tfl2o record    record an optimizer's behaviour as a symbolic-regression dataset (.npy + manifest)
 
 TensorFlow and the library are imported inside the commands, so ``tfl2o --help`` stays instant.
 
@@ -325,8 +326,12 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Base seed of the evaluation runs.")] = 0,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-d", help="Report directory.", show_default="RUN_DIR/eval")] = None,
+    rule: Annotated[Optional[list[Path]], typer.Option(
+        "--rule", help="A symbolic rule (rule.json from 'tfl2o distill') to run closed-loop beside the L2O, "
+                       "from the same initialisations and minibatches; repeatable.")] = None,
 ) -> None:
-    """Evaluate a trained run's optimizer against learning-rate-tuned baselines on held-out runs."""
+    """Evaluate a trained run's optimizer (and symbolic rules) against learning-rate-tuned baselines on
+    held-out runs."""
     _positive(runs=runs, steps=steps, tune_runs=tune_runs)
     baseline_names = _split(baselines)
     grid = None if lr_grid is None else _float_list(lr_grid, "--lr-grid")
@@ -348,24 +353,31 @@ def evaluate(
     config = TrainConfig.from_dict(raw)
     steps = steps or config.horizons[-1]
     out = out or run_dir / "eval"
-    l2o = load_l2o(run_dir)
+    learned = {config.optimizer: load_l2o(run_dir)}
+    if rule:
+        from tf_symbolic_l2o.rules import Rule
+        from tf_symbolic_l2o.rules.coordinate import RuleOptimizer
+
+        for path in rule:
+            name = f"rule:{path.parent.name if path.name == 'rule.json' else path.stem}"
+            learned[name] = RuleOptimizer(Rule.load(path), name=name)
     tune_task = make_task(config.task, split="meta_train")
     eval_task = make_task(config.task, split="eval")
     label = config.optimizer
     _print(f"evaluating {label} from {run_dir} on {config.task['name']}"
            f"{' / ' + config.task['dataset'] if 'dataset' in config.task else ''}: {runs} runs × {steps} steps, "
            f"baselines {', '.join(baseline_names) or 'none'}")
-    results, tuning = evaluate_optimizers({label: l2o}, tune_task, eval_task, steps, n_runs=runs,
+    results, tuning = evaluate_optimizers(learned, tune_task, eval_task, steps, n_runs=runs,
                                           baselines=baseline_names,
                                           lr_grid=DEFAULT_LR_GRID if grid is None else grid,
                                           tune_runs=tune_runs, seed=seed, log=_print)
     summary = write_report(results, tuning, out, title=f"{label} vs tuned baselines ({config.task['name']}, "
                                                         f"{steps} steps)")
-    _print_eval_summary(results, summary, label)
+    _print_eval_summary(results, summary, label, set(learned))
     _print(f"report written to {out} (summary.csv, summary.md, curves.csv, final.csv, tuning.csv, loss_curves.png)")
 
 
-def _print_eval_summary(results, summary, label: str) -> None:
+def _print_eval_summary(results, summary, label: str, learned: set[str]) -> None:
     table = Table(title="evaluation: mean ± std over runs; final loss = mean of the last 10 % of steps")
     for name in ("optimizer", "learning rate", "final loss", "test accuracy", "diverged"):
         table.add_column(name, justify="left" if name == "optimizer" else "right")
@@ -377,7 +389,11 @@ def _print_eval_summary(results, summary, label: str) -> None:
                       f"{int(row.diverged_runs)}/{int(row.runs)}")
     _console().print(table)
     mine = summary[summary["optimizer"] == label]["final_loss_mean"]
-    others = summary[summary["optimizer"] != label]
+    for name in sorted(learned - {label}):  # closed loop: each rule against its LSTM teacher
+        rule_loss = summary[summary["optimizer"] == name]["final_loss_mean"]
+        if not mine.empty and not rule_loss.empty and float(mine.iloc[0]) > 0:
+            _print(f"{name} / {label} final loss: {float(rule_loss.iloc[0]) / float(mine.iloc[0]):.3f}", style="bold")
+    others = summary[~summary["optimizer"].isin(learned)]
     if mine.empty or others.empty:
         return
     best = others.loc[others["final_loss_mean"].idxmin()] if others["final_loss_mean"].notna().any() else None
@@ -388,6 +404,77 @@ def _print_eval_summary(results, summary, label: str) -> None:
     verdict = "lower" if ratio < 1 else "higher"
     _print(f"{label} / best baseline ({best.optimizer}) final loss: {ratio:.3f}  "
            f"({label} reaches a {verdict} loss)", style="bold")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# record
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def record(
+    source: Annotated[str, typer.Argument(
+        help="A trained optimizer (run directory or l2o folder, e.g. saved_models/rp_mnist_mlp) or a teacher "
+             "KIND:LR (sgd:0.01, momentum:0.01, adam:0.001, rmsprop:0.001).")],
+    out: Annotated[Path, typer.Option("--out", "-d", help="The dataset to write (.npy; the manifest goes "
+                                                         "beside it as .json).")] = Path("behaviour.npy"),
+    samples: Annotated[int, typer.Option(help="Rows in the dataset.")] = 10_000,
+    memlen: Annotated[int, typer.Option(help="Lags per row (window length).")] = 1,
+    steps: Annotated[int, typer.Option(help="Steps per optimizee run.")] = 200,
+    coords_per_tensor: Annotated[int, typer.Option(help="Coordinates sampled per parameter tensor per run.")] = 10,
+    features: Annotated[Optional[str], typer.Option(
+        help="Recorded features, e.g. 'mt+gt+mom9'.", show_default="the L2O's own; teachers: mt+gt+g+mom5+mom9+mom99")]
+    = None,
+    beta1: Annotated[Optional[float], typer.Option(help="β1 of the recorded moments.", show_default="0.95")] = None,
+    beta2: Annotated[Optional[float], typer.Option(help="β2 of the recorded moments.", show_default="0.95")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Optimizee (mlp, cnn, resnet, quadratic).",
+                                                show_default="the run's task; teachers: mlp")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset of the task.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="TFDS data directory.")] = None,
+    split: Annotated[str, typer.Option(help="Data split the runs train on (meta_train or eval).")] = "meta_train",
+    seed: Annotated[int, typer.Option(help="Base seed (runs, coordinates, shuffling).")] = 0,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+) -> None:
+    """Record an optimizer's behaviour (features × lags → raw output) as a .npy dataset with a manifest."""
+    from tf_symbolic_l2o.record import RecordConfig, record_to_file
+
+    config = RecordConfig(samples=samples, memlen=memlen, steps=steps, coords_per_tensor=coords_per_tensor,
+                          seed=seed)
+    task_spec = None
+    if task is not None or dataset is not None or data_dir is not None:
+        task_spec = {"name": task or "mlp", **({"dataset": dataset} if dataset else {}),
+                     **({"data_dir": str(data_dir)} if data_dir else {})}
+    with _progress_bar(not no_progress, "recording") as advance:
+        manifest = record_to_file(source, out, config, task_spec=task_spec, features=features, beta1=beta1,
+                                  beta2=beta2, split=split, progress=advance)
+    counts = manifest["counts"]
+    _print(f"wrote {out} {tuple(manifest['shape'])} and {out.with_suffix('.json')}: columns "
+           f"{', '.join(manifest['columns'])} + y; {counts['runs']} runs, "
+           f"{counts['windows_dropped_zero_gradient']} zero-gradient windows dropped")
+
+
+class _progress_bar:
+    """A rich progress bar whose ``advance(done, total)`` callback the library calls (or a no-op)."""
+
+    def __init__(self, enabled: bool, label: str):
+        self.enabled, self.label, self._bar = enabled, label, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda done, total: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                             console=_console())
+        self._bar.__enter__()
+        task = self._bar.add_task(self.label, total=None)
+        return lambda done, total: self._bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

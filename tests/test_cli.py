@@ -57,7 +57,7 @@ def evaluated_run(trained_run):
 # -- help and start-up ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["record"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -215,6 +215,10 @@ def test_resume_corrupt_checkpoint_fails(trained_run, tmp_path):
     (["evaluate", "definitely/not/a/run"], ["no run directory"]),
     (["evaluate", ".", "--runs", "0"], ["--runs"]),
     (["evaluate", ".", "--lr-grid", "fast"], ["--lr-grid"]),
+    (["record", "lstm:0.1"], ["neither a run directory nor a teacher"]),
+    (["record", "adam:fast"], ["not a number"]),
+    (["record", "adam:0.01", "--samples", "0"], ["samples"]),
+    (["record", "adam:0.01", "--out", "data.csv"], [".npy"]),
 ])
 def test_bad_arguments_give_one_line(args, fragments, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written into the repository
@@ -267,3 +271,27 @@ def test_train_help_defaults_match_the_library():
                 assert shown == str(expected), param.name
             checked += 1
     assert checked >= 8
+
+
+def test_record_then_evaluate_a_rule_closed_loop(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "b.npy"
+    result = invoke("record", run_dir, "--out", out, "--samples", "200", "--steps", "10", "--memlen", "2",
+                    "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert out.exists() and out.with_suffix(".json").exists()
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["shape"] == [200, 5] and manifest["task"]["dataset"] == "digits"
+    # a hand-written rule (SGD-like on m̃) runs closed-loop beside the L2O from the same inits
+    from tf_symbolic_l2o.rules import Rule, parse_infix
+
+    Rule(parse_infix("-0.5 * mt_0"), features="mt+gt", memlen=1).save(tmp_path / "r" / "rule.json")
+    result = invoke("evaluate", run_dir, *TINY_EVAL, "--rule", tmp_path / "r" / "rule.json", "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(tmp_path / "e" / "summary.csv")
+    assert "rule:r" in set(summary["optimizer"])
+    assert "rule:r / rp final loss" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "tfl2o-rule/1", "expression": ["__import__", "os"], "features": {"names": "mt"}, '
+                   '"memlen": 1}')
+    assert_one_line_error(invoke("evaluate", run_dir, *TINY_EVAL, "--rule", bad), "bad.json")

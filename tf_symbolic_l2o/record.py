@@ -133,7 +133,7 @@ def record_behaviour(task: Task, optimizer, features: FeatureSet, config: Record
     chunks, total, runs, dropped = [], 0, 0, 0
     while total < config.samples:
         if runs >= config.max_runs:
-            raise RuntimeError(f"only {total} rows after {runs} runs (max_runs); lower samples or raise max_runs")
+            raise ValueError(f"only {total} rows after {runs} runs (max_runs); lower samples or raise max_runs")
         coords = np.concatenate([offsets[i] + rng.choice(s.size, min(config.coords_per_tensor, s.size),
                                                          replace=False) for i, s in enumerate(specs)])
         seed = step_seed(config.seed, _RECORD_STREAM, runs)

@@ -19,10 +19,13 @@ from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 from tf_symbolic_l2o.learned.registry import available_optimizers, make_l2o
 from tf_symbolic_l2o.meta.evaluate import evaluate_optimizers, write_report
 from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
+from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicOptimizer
+from tf_symbolic_l2o.rules import Rule
 from tf_symbolic_l2o.tasks.registry import available_tasks, make_task
 
 __all__ = [
-    "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "MetaTrainer", "TrainConfig",
+    "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "LearnedOptimizer", "MetaTrainer", "Rule",
+    "SymbolicOptimizer", "TrainConfig",
     "available_optimizers", "available_tasks", "evaluate_optimizers", "load_l2o", "make_l2o", "make_task",
     "save_l2o", "write_report", "__version__",
 ]

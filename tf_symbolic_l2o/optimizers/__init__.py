@@ -1,0 +1,10 @@
+"""Keras 3 optimizers: a distilled symbolic rule (:class:`SymbolicOptimizer`) and a trained coordinate-wise LSTM
+(:class:`LearnedOptimizer`), both registered for ``.keras`` saving under the package ``"tfl2o"``.
+
+    model.compile(optimizer=SymbolicOptimizer("rule.json"), loss=...)
+"""
+
+from tf_symbolic_l2o.optimizers.learned import LearnedOptimizer
+from tf_symbolic_l2o.optimizers.symbolic import SymbolicOptimizer
+
+__all__ = ["LearnedOptimizer", "SymbolicOptimizer"]

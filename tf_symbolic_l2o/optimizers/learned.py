@@ -1,0 +1,217 @@
+"""A trained coordinate-wise LSTM optimizer (DM / RNNprop) as a Keras 3 optimizer."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_symbolic_l2o.learned.io import load_l2o
+from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
+from tf_symbolic_l2o.learned.registry import l2o_from_config
+from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, dense_gradient, keep_where,
+                                                require_tensorflow_backend)
+
+
+def _l2o_from_dict(d: Mapping) -> CoordinatewiseLSTM:
+    """Rebuild an L2O from ``{"config": layer config, "weights": [nested lists]}`` (the :meth:`get_config` layout)."""
+    unknown = set(d) - {"config", "weights"}
+    if unknown or "config" not in d or "weights" not in d:
+        raise ValueError("a learned-optimizer dict needs exactly the keys 'config' and 'weights', got "
+                         f"{sorted(map(str, d))[:10]}")
+    config = d["config"]
+    if not isinstance(config, Mapping):
+        raise ValueError(f"l2o 'config' must be a dict, got {type(config).__name__}")
+    try:
+        l2o = l2o_from_config({**config, "dtype": "float32"})
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"l2o 'config' does not describe a learned optimizer ({e})") from None
+    weights = d["weights"]
+    expected = l2o.weights
+    if not isinstance(weights, (list, tuple)) or len(weights) != len(expected):
+        raise ValueError(f"the learned optimizer has {len(expected)} weight tensors, the dict gives "
+                         f"{len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__}")
+    arrays = []
+    for w, var in zip(weights, expected):
+        try:
+            a = np.asarray(w, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"weight {var.path!r} is not a numeric array") from None
+        if a.shape != tuple(var.shape):
+            raise ValueError(f"weight {var.path!r} has shape {tuple(var.shape)}, the dict gives {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"weight {var.path!r} has non-finite values")
+        arrays.append(a)
+    l2o.set_weights(arrays)
+    return l2o
+
+
+def _float32(l2o: CoordinatewiseLSTM) -> CoordinatewiseLSTM:
+    """``l2o`` itself if it computes in float32, else a float32 copy (e.g. one built under a ``mixed_float16``
+    global policy): the optimizer always runs the network in float32."""
+    policy = l2o.dtype_policy
+    if policy.compute_dtype == "float32" and policy.variable_dtype == "float32":
+        return l2o
+    copy = l2o_from_config({**l2o.get_config(), "dtype": "float32"})
+    copy.set_weights([np.asarray(w, np.float32) for w in l2o.get_weights()])
+    return copy
+
+
+def as_l2o(l2o) -> CoordinatewiseLSTM:
+    """A float32 :class:`CoordinatewiseLSTM` from one, a saved L2O folder / run directory, or a config+weights
+    dict."""
+    if isinstance(l2o, CoordinatewiseLSTM):
+        return _float32(l2o)
+    if isinstance(l2o, Mapping):
+        return _l2o_from_dict(l2o)
+    if isinstance(l2o, (str, os.PathLike)):
+        return _float32(load_l2o(l2o))
+    raise ValueError("l2o must be a CoordinatewiseLSTM, the path of a saved learned optimizer or a "
+                     f"{{'config', 'weights'}} dict, got {type(l2o).__name__}")
+
+
+@keras.saving.register_keras_serializable(package="tfl2o")
+class LearnedOptimizer(keras.optimizers.Optimizer):
+    """Optimizer that runs a trained coordinate-wise LSTM optimizer (DM, RNNprop) on every coordinate.
+
+    For every coordinate of every variable, at step ``t`` (1-based, ``optimizer.iterations + 1``)::
+
+        raw, state ← l2o.forward(g_t, state, t)
+        θ          ← θ + learning_rate · output_scale · raw
+
+    which is the same trajectory as driving the L2O functionally (``l2o.update``) on the flattened variable.
+    ``learning_rate`` is a **multiplier on the L2O's native step** (default 1.0 = as meta-trained); schedules and
+    callables work as for any Keras optimizer.
+
+    The network always runs in float32 (an L2O built under a mixed-precision global policy is copied to a float32
+    one), whatever the variables' dtype; the step is cast back to the variable's dtype. The L2O's weights are
+    constants of the optimizer: they are not trainable variables of the model being
+    optimized and are never updated. :meth:`get_config` stores the L2O's layer config **and its weights** (as
+    nested lists; the networks are small — 418 floats for ``rp_s``), so a ``.keras`` file is self-contained and
+    loads without the original L2O folder. (Keras' saving also walks the optimizer's attributes, so the ``.keras``
+    weights file holds a second, identical copy of the network's weights under ``optimizer/l2o``; a
+    ``tf.train.Checkpoint`` of the optimizer likewise includes them. Both are restored to the same values.)
+
+    Optimizer variables (created in :meth:`build`, in this order, for each trainable variable ``θ`` in turn, all
+    float32): one slot per name of ``l2o.feature_set.state_names()``, shaped like ``θ``; then, for each LSTM
+    layer ``i``, ``lstm_{i}_h`` and ``lstm_{i}_c`` of shape ``[*θ.shape, units_i]``.
+
+    Sparse gradients are densified (the LSTM state of every coordinate advances at every step); non-finite
+    values are handled as in :class:`~tf_symbolic_l2o.optimizers.SymbolicOptimizer`: a coordinate whose gradient,
+    new state or step is not finite keeps its parameter and state for this step.
+
+    Args:
+        l2o: the learned optimizer: a :class:`~tf_symbolic_l2o.learned.lstm.CoordinatewiseLSTM`, the path of a
+            folder written by :func:`~tf_symbolic_l2o.learned.io.save_l2o` (or a run directory containing
+            ``l2o/``), or a ``{"config": …, "weights": …}`` dict as stored by :meth:`get_config`.
+        learning_rate: A float, a ``keras.optimizers.schedules.LearningRateSchedule`` instance, or a callable that
+            takes no arguments and returns the value to use: the multiplier on the L2O's step. Defaults to 1.0.
+        {{base_args}}
+
+    References:
+        - Andrychowicz et al., "Learning to learn by gradient descent by gradient descent", NeurIPS 2016 (DM).
+        - Lv, Jiang, Li, "Learning Gradient Descent: Better Generalization and Longer Horizons", ICML 2017
+          (RNNprop).
+        - Zheng, Chen, Hu, Wang, "Symbolic Learning to Optimize", ICLR 2022.
+    """
+
+    def __init__(
+        self,
+        l2o,
+        learning_rate=1.0,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="learned",
+        **kwargs,
+    ):
+        require_tensorflow_backend(type(self).__name__)
+        l2o = as_l2o(l2o)
+        super().__init__(
+            learning_rate=learning_rate,
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        self.l2o = l2o
+        self._state_names = l2o.feature_set.state_names()
+        self._lstm_units = tuple(l2o.lstm_units)
+        self._output_scale = float(l2o.output_scale)
+
+    def build(self, var_list):
+        """Create the optimizer variables (see the class docstring for names, shapes and order).
+
+        Args:
+            var_list: list of model variables to build the L2O's state on.
+        """
+        if self.built:
+            return
+        super().build(var_list)
+        state_slots, lstm_slots = [], []
+        for var in var_list:
+            if self._overwrite_variable_with_gradient(var):
+                state_slots.append(None)
+                lstm_slots.append(None)
+                continue
+            state_slots.append([add_slot(self, var, name, dtype=tf.float32) for name in self._state_names])
+            lstm_slots.append([
+                (add_slot(self, var, f"lstm_{i}_h", shape=(*var.shape, u), dtype=tf.float32),
+                 add_slot(self, var, f"lstm_{i}_c", shape=(*var.shape, u), dtype=tf.float32))
+                for i, u in enumerate(self._lstm_units)])
+        self._state_slots = state_slots
+        self._lstm_slots = lstm_slots
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Update step given gradient and the associated model variable."""
+        index = self._get_variable_index(variable)
+        var_dtype = tf.as_dtype(variable.dtype)
+        dtype = tf.float32
+        g = tf.reshape(tf.cast(dense_gradient(gradient, variable), dtype), [-1])
+        lr = tf.cast(learning_rate, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+
+        slots = self._state_slots[index]
+        lstm = self._lstm_slots[index]
+        old_feat = {name: tf.reshape(slot, [-1]) for name, slot in zip(self._state_names, slots)}
+        old_lstm = tuple((tf.reshape(h, [-1, u]), tf.reshape(c, [-1, u])) for (h, c), u in zip(lstm, self._lstm_units))
+        raw, feats, (new_feat, new_lstm) = self.l2o.forward(g, (old_feat, old_lstm), step)
+        raw, feats = tf.cast(raw, dtype), tf.cast(feats, dtype)
+        new_feat = {k: tf.cast(t, dtype) for k, t in new_feat.items()}
+        new_lstm = tuple((tf.cast(h, dtype), tf.cast(c, dtype)) for h, c in new_lstm)
+        delta = tf.cast(lr * tf.constant(self._output_scale, dtype) * raw, var_dtype)
+
+        ok = all_finite(g, delta, *new_feat.values())
+        ok = tf.logical_and(ok, all_finite(feats, *[t for hc in new_lstm for t in hc], event_dims=1))
+        shape = tf.shape(variable)
+        for name, slot in zip(self._state_names, slots):
+            self.assign(slot, tf.reshape(keep_where(ok, new_feat[name], old_feat[name]), shape))
+        for (h_slot, c_slot), (h_old, c_old), (h_new, c_new) in zip(lstm, old_lstm, new_lstm):
+            self.assign(h_slot, tf.reshape(keep_where(ok, h_new, h_old, event_dims=1), tf.shape(h_slot)))
+            self.assign(c_slot, tf.reshape(keep_where(ok, c_new, c_old, event_dims=1), tf.shape(c_slot)))
+        self.assign_add(variable, tf.reshape(tf.where(ok, delta, tf.zeros_like(delta)), shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"l2o": {"config": self.l2o.get_config(),
+                               "weights": [np.asarray(w).tolist() for w in self.l2o.get_weights()]}})
+        return config
+
+
+LearnedOptimizer.__doc__ = LearnedOptimizer.__doc__.replace("{{base_args}}", BASE_ARGS_DOC)

@@ -1,0 +1,181 @@
+"""A distilled symbolic update rule as a Keras 3 optimizer."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import keras
+import tensorflow as tf
+
+from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, compute_dtype, dense_gradient,
+                                                keep_where, require_tensorflow_backend)
+from tf_symbolic_l2o.rules.rule import Rule
+
+
+def as_rule(rule) -> Rule:
+    """A :class:`Rule` from a ``Rule``, its dict (``Rule.to_dict()`` layout) or the path of a ``rule.json``."""
+    if isinstance(rule, Rule):
+        return rule
+    if isinstance(rule, Mapping):
+        return Rule.from_dict(rule)
+    if isinstance(rule, (str, os.PathLike)):
+        return Rule.load(rule)
+    raise ValueError(f"rule must be a Rule, a rule dict or the path of a rule.json file, got {type(rule).__name__}")
+
+
+@keras.saving.register_keras_serializable(package="tfl2o")
+class SymbolicOptimizer(keras.optimizers.Optimizer):
+    """Optimizer that applies a closed-form (symbolic) update rule coordinate by coordinate.
+
+    The rule is the distilled replacement of a learned optimizer (Zheng et al., 2022). For every coordinate of
+    every variable, at step ``t`` (1-based, ``optimizer.iterations + 1``)::
+
+        features_t = FeatureSet.update(g_t)                 (m̃, g̃, momenta, … of the rule's feature set)
+        x_t        = [features_t, features_{t−1}, …, features_{t−memlen+1}]    (zeros before the history fills)
+        θ         ← θ + learning_rate · output_scale · f(x_t)
+
+    ``f`` carries its own sign (the rule learned to descend), so the update is *added*. ``learning_rate`` is a
+    **multiplier on the rule's native step**: the default 1.0 applies the rule exactly as distilled — the same
+    trajectory as :class:`tf_symbolic_l2o.rules.coordinate.RuleOptimizer` for the same gradients — and e.g. 0.5
+    halves every step. Like any Keras learning rate it may be a ``LearningRateSchedule`` or a callable, so warm-up
+    and decay schedules work; decoupled weight decay uses the same value (``θ ← θ − learning_rate·wd·θ``).
+
+    Numerics:
+
+    * **Sparse gradients** (``tf.IndexedSlices``, e.g. from ``Embedding``) are densified before the update. The
+      rule is elementwise but stateful: every moment decays at every step, also in rows whose gradient is zero,
+      and the rule's output is in general non-zero there, so the dense treatment is the exact one; sparse and
+      dense gradients give the same result. All writes go through ``self.assign*``.
+    * **Non-finite values**: if, for a coordinate, the gradient, the new state or the step is not finite (inf or
+      NaN), that coordinate is left unchanged for this step — its parameter, moments and lag history keep their
+      old values (the step counter still advances). Finite coordinates are updated normally, so one bad gradient
+      entry never writes NaN into the optimizer state. (``LossScaleOptimizer``, which ``compile`` adds under
+      ``mixed_float16``, already skips whole steps with non-finite gradients.)
+    * **Precision**: features, state and the rule are computed in float32 for float16 and bfloat16 variables
+      (their slots are float32) and the step is cast back to the variable's dtype; float32 and float64 variables
+      are updated in their own dtype. Under ``mixed_float16`` / ``mixed_bfloat16`` policies the variables are
+      float32 anyway.
+
+    Optimizer variables (created in :meth:`build`, in this order, for each trainable variable ``θ`` in turn):
+    one slot per name of ``rule.feature_set.state_names()`` (e.g. ``m``, ``v``, ``mom9``), shaped like ``θ``;
+    then, if ``rule.memlen > 1``, a ``lag_history`` slot of shape ``[memlen − 1, *θ.shape, F]`` holding the
+    features of the previous ``memlen − 1`` steps (most recent first), ``F = rule.feature_set.num_features``.
+
+    Args:
+        rule: the update rule: a :class:`~tf_symbolic_l2o.rules.Rule`, a rule dict (the ``Rule.to_dict()``
+            layout, as stored by :meth:`get_config`; validated strictly) or the path of a ``rule.json`` file.
+        learning_rate: A float, a ``keras.optimizers.schedules.LearningRateSchedule`` instance, or a callable that
+            takes no arguments and returns the value to use: the multiplier on the rule's step. Defaults to 1.0.
+        {{base_args}}
+
+    Reference:
+        - Zheng, Chen, Hu, Wang, "Symbolic Learning to Optimize: Towards Interpretability and Scalability",
+          ICLR 2022 (https://openreview.net/forum?id=ef0nInZHKIC, arXiv:2203.06578).
+    """
+
+    def __init__(
+        self,
+        rule,
+        learning_rate=1.0,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="symbolic",
+        **kwargs,
+    ):
+        require_tensorflow_backend(type(self).__name__)
+        rule = as_rule(rule)
+        super().__init__(
+            learning_rate=learning_rate,
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        self.rule = rule
+        self._feature_set = rule.feature_set
+        self._state_names = self._feature_set.state_names()
+        self._memlen = int(rule.memlen)
+        self._num_features = self._feature_set.num_features
+        self._output_scale = float(rule.output_scale)
+        self._rule_fn = rule.tf_fn()
+
+    def build(self, var_list):
+        """Create the optimizer variables (see the class docstring for names, shapes and order).
+
+        Args:
+            var_list: list of model variables to build the rule's state on.
+        """
+        if self.built:
+            return
+        super().build(var_list)
+        state_slots, history_slots = [], []
+        for var in var_list:
+            if self._overwrite_variable_with_gradient(var):
+                state_slots.append(None)
+                history_slots.append(None)
+                continue
+            dtype = compute_dtype(var.dtype)
+            state_slots.append([add_slot(self, var, name, dtype=dtype) for name in self._state_names])
+            if self._memlen > 1:
+                shape = (self._memlen - 1, *var.shape, self._num_features)
+                history_slots.append(add_slot(self, var, "lag_history", shape=shape, dtype=dtype))
+            else:
+                history_slots.append(None)
+        self._state_slots = state_slots
+        self._history_slots = history_slots
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Update step given gradient and the associated model variable."""
+        index = self._get_variable_index(variable)
+        var_dtype = tf.as_dtype(variable.dtype)
+        dtype = compute_dtype(var_dtype)
+        g = tf.cast(dense_gradient(gradient, variable), dtype)
+        lr = tf.cast(learning_rate, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+
+        slots = self._state_slots[index]
+        old_state = {name: tf.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
+        feats, new_state = self._feature_set.update(old_state, g, step)
+
+        history = self._history_slots[index]
+        if history is not None:
+            old_history = tf.convert_to_tensor(history)
+            window = tf.concat([feats[None], old_history], axis=0)  # [memlen, *shape, F], lag 0 first
+            rank = len(variable.shape)
+            x = tf.transpose(window, list(range(1, rank + 1)) + [0, rank + 1])  # [*shape, memlen, F]
+            x = tf.reshape(x, tf.concat([tf.shape(g), [self._memlen * self._num_features]], axis=0))
+        else:
+            x = feats
+        raw = self._rule_fn(x)
+        delta = tf.cast(lr * tf.constant(self._output_scale, dtype) * raw, var_dtype)
+
+        ok = all_finite(g, delta, *new_state.values())
+        ok = tf.logical_and(ok, all_finite(feats, event_dims=1))
+        for name, slot in zip(self._state_names, slots):
+            self.assign(slot, keep_where(ok, new_state[name], old_state[name]))
+        if history is not None:
+            self.assign(history, keep_where(ok[None], window[:-1], old_history, event_dims=1))
+        self.assign_add(variable, tf.where(ok, delta, tf.zeros_like(delta)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rule": self.rule.to_dict()})
+        return config
+
+
+SymbolicOptimizer.__doc__ = SymbolicOptimizer.__doc__.replace("{{base_args}}", BASE_ARGS_DOC)

@@ -5,6 +5,7 @@ Commands::
     tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
     tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
     tfl2o record    record an optimizer's behaviour as a symbolic-regression dataset (.npy + manifest)
+    tfl2o distill   distill a behaviour dataset into a symbolic rule (gplearn; operon optional)
 
 TensorFlow and the library are imported inside the commands, so ``tfl2o --help`` stays instant.
 
@@ -452,6 +453,55 @@ def record(
     _print(f"wrote {out} {tuple(manifest['shape'])} and {out.with_suffix('.json')}: columns "
            f"{', '.join(manifest['columns'])} + y; {counts['runs']} runs, "
            f"{counts['windows_dropped_zero_gradient']} zero-gradient windows dropped")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# distill
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def distill(
+    dataset: Annotated[Path, typer.Argument(help="A behaviour dataset written by 'tfl2o record' (.npy + .json).")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-d", help="Report directory (rule.json, report.json, pareto.csv, pareto.png).",
+        show_default="DATASET without .npy + '_distill'")] = None,
+    backend: Annotated[str, typer.Option(help="Symbolic-regression backend: gplearn or operon "
+                                              "(pip install tf-symbolic-l2o[operon]).")] = "gplearn",
+    population_size: Annotated[Optional[int], typer.Option(help="gplearn population.", show_default="2000")] = None,
+    generations: Annotated[Optional[int], typer.Option(help="gplearn generations.", show_default="20")] = None,
+    parsimony: Annotated[Optional[float], typer.Option(help="gplearn parsimony coefficient.",
+                                                       show_default="0.001")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Held-out fraction of rows for the test R².")] = 0.2,
+    max_train_rows: Annotated[Optional[int], typer.Option(help="Use at most this many training rows.")] = None,
+    refit_constants: Annotated[bool, typer.Option(
+        "--refit-constants", help="Refit the chosen rule's constants by gradient descent (stage 2).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the search.")] = 0,
+) -> None:
+    """Distill a behaviour dataset into a symbolic rule (R², LaTeX, Pareto front)."""
+    _positive(max_train_rows=max_train_rows, population_size=population_size, generations=generations)
+    from tf_symbolic_l2o.distill import distill_file, write_distill_report
+
+    out = out or dataset.with_name(dataset.stem + "_distill")
+    options = {k: v for k, v in {"population_size": population_size, "generations": generations,
+                                 "parsimony_coefficient": parsimony}.items() if v is not None}
+    if options and backend != "gplearn":
+        raise ValueError(f"--population-size/--generations/--parsimony apply to gplearn, not {backend!r}")
+    _print(f"distilling {dataset} with {backend} …")
+    result = distill_file(dataset, None, backend=backend, test_fraction=test_fraction, seed=seed,
+                          max_train_rows=max_train_rows, refit_constants=refit_constants, **options)
+    write_distill_report(result, out)
+    c = result.chosen
+    table = Table(title="distilled rule", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for key, value in (("rule", c.rule.infix), ("LaTeX", c.rule.latex()), ("R² train", f"{c.r2_train:.4f}"),
+                       ("R² test", f"{c.r2_test:.4f}"), ("MSE test", f"{c.mse_test:.3g}"),
+                       ("complexity", str(c.complexity)), ("candidates on the Pareto front", str(len(result.pareto)))):
+        table.add_row(key, value)
+    _console().print(table)
+    _print(f"written to {out} (rule.json, report.json, pareto.csv, pareto.png)")
 
 
 class _progress_bar:

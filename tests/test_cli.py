@@ -57,7 +57,7 @@ def evaluated_run(trained_run):
 # -- help and start-up ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["record"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["record"], ["distill"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -219,6 +219,8 @@ def test_resume_corrupt_checkpoint_fails(trained_run, tmp_path):
     (["record", "adam:fast"], ["not a number"]),
     (["record", "adam:0.01", "--samples", "0"], ["samples"]),
     (["record", "adam:0.01", "--out", "data.csv"], [".npy"]),
+    (["distill", "missing.npy"], ["not found"]),
+    (["distill", "missing.npy", "--generations", "0"], ["--generations"]),
 ])
 def test_bad_arguments_give_one_line(args, fragments, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written into the repository
@@ -295,3 +297,22 @@ def test_record_then_evaluate_a_rule_closed_loop(trained_run, tmp_path):
     bad.write_text('{"format": "tfl2o-rule/1", "expression": ["__import__", "os"], "features": {"names": "mt"}, '
                    '"memlen": 1}')
     assert_one_line_error(invoke("evaluate", run_dir, *TINY_EVAL, "--rule", bad), "bad.json")
+
+
+def test_record_then_distill_sgd_teacher(tmp_path):
+    data = tmp_path / "sgd.npy"
+    result = invoke("record", "sgd:0.02", "--out", data, "--samples", "600", "--steps", "30", "--dataset", "digits",
+                    "--features", "g+mt", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = invoke("distill", data, "--population-size", "200", "--generations", "4", "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert report["metrics"]["r2_test"] > 0.999  # y = −2·g exactly
+    from tf_symbolic_l2o.rules import Rule
+
+    rule = Rule.load(tmp_path / "d" / "rule.json")
+    assert rule.variables == ["g_0"]
+    # a hostile rule file is refused when used
+    (tmp_path / "d" / "rule.json").write_text((tmp_path / "d" / "rule.json").read_text().replace('"g_0"', '"os.system"'))
+    with pytest.raises(ValueError):
+        Rule.load(tmp_path / "d" / "rule.json")

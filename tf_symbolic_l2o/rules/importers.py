@@ -142,10 +142,13 @@ def gplearn_function_set(names: Sequence[str], wrap: bool = False) -> tuple:
 # ------------------------------------------------------------------------------------------------- PySR
 
 
-def _pysr_power(base: Node, exponent: Node) -> Node:
-    """Infix ``a^b`` of PySR/sympy text: keep the real meaning for integer constant exponents."""
+def real_power(base: Node, exponent: Node) -> Node:
+    """Infix ``a^b`` of PySR/sympy/operon text: keep the real meaning for integer constant exponents
+    (``x^2`` → square, ``x^3`` → cube, even n → ``pow(|x|, n)``); other exponents become the signed ``pow``."""
     if isinstance(exponent, Const) and float(exponent.value).is_integer():
         n = exponent.value
+        if n == 1:
+            return base
         if n == 2:
             return Op("square", (base,))
         if n == 3:
@@ -174,7 +177,7 @@ def from_pysr_equation(text: str, variable_map: Mapping[str, str] | None = None)
         def rename(name):
             return vm.get(name, name)
 
-    return parse_infix(text, functions=PYSR_FUNCTIONS, rename=rename, power=_pysr_power)
+    return parse_infix(text, functions=PYSR_FUNCTIONS, rename=rename, power=real_power)
 
 
 def load_pysr_hall_of_fame(path: str | os.PathLike, variable_map: Mapping[str, str] | None = None) -> list[dict]:

@@ -6,6 +6,8 @@ Commands::
     tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
     tfl2o record    record an optimizer's behaviour as a symbolic-regression dataset (.npy + manifest)
     tfl2o distill   distill a behaviour dataset into a symbolic rule (gplearn; operon optional)
+    tfl2o show      print a rule (formula, LaTeX, features, R²)
+    tfl2o export    export a rule or a trained Keras model as a SavedModel
 
 TensorFlow and the library are imported inside the commands, so ``tfl2o --help`` stays instant.
 
@@ -502,6 +504,69 @@ def distill(
         table.add_row(key, value)
     _console().print(table)
     _print(f"written to {out} (rule.json, report.json, pareto.csv, pareto.png)")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# show / export
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@cli_errors
+def show(
+    rule: Annotated[Path, typer.Argument(help="A rule.json (from 'tfl2o distill' or saved_models/).")],
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify",
+                                           help="Also print the sympy-simplified form.")] = True,
+) -> None:
+    """Print a symbolic rule: formula, LaTeX, features and the figures stored with it."""
+    from tf_symbolic_l2o.rules import Rule
+
+    r = Rule.load(rule)
+    table = Table(title=str(rule), show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("update", f"Δθ = {r.output_scale:g} · f(x)")
+    table.add_row("f", r.infix)
+    table.add_row("LaTeX", r.latex())
+    if simplify:
+        table.add_row("sympy (simplified)", str(r.to_sympy(simplify=True)))
+    fs = r.feature_set
+    table.add_row("features", f"{fs.spec} (β1 = {fs.beta1:g}, β2 = {fs.beta2:g}), memlen {r.memlen}")
+    table.add_row("uses", ", ".join(r.variables) or "—")
+    table.add_row("complexity", str(r.complexity))
+    for key in ("r2_train", "r2_test", "mse_test", "backend", "source"):
+        if key in r.metadata:
+            table.add_row(key, _fmt(r.metadata[key]))
+    _console().print(table)
+
+
+@app.command()
+@cli_errors
+def export(
+    source: Annotated[Path, typer.Argument(help="A rule.json (exported as an update-rule SavedModel) or a trained "
+                                                "Keras model .keras file (exported for serving).")],
+    out: Annotated[Path, typer.Option("--out", "-d", help="The SavedModel directory to write.")],
+) -> None:
+    """Export a rule (signatures init_state/update) or a trained Keras model (serving_default) as a SavedModel."""
+    if not source.is_file():
+        raise FileNotFoundError(f"nothing to export: {source} is not a file")
+    from tf_symbolic_l2o.export import export_model, export_rule, signatures_summary
+
+    if source.suffix == ".json":
+        export_rule(source, out)
+    elif source.suffix == ".keras":
+        import keras
+
+        import tf_symbolic_l2o  # noqa: F401 - registers the optimizers for deserialisation
+
+        export_model(keras.saving.load_model(source, safe_mode=True), out)
+    else:
+        raise ValueError(f"cannot export {source}: expected a rule .json or a Keras .keras model")
+    _print(f"wrote {out}")
+    for name, sig in signatures_summary(out).items():
+        ins = ", ".join(f"{k}{v['shape']}" for k, v in sig["inputs"].items())
+        outs = ", ".join(sig["outputs"])
+        _print(f"  signature {name}({ins}) -> {outs}")
 
 
 class _progress_bar:

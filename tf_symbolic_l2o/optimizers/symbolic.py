@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from typing import Mapping
 
 import keras
 import tensorflow as tf
 
 from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, compute_dtype, dense_gradient,
                                                 keep_where, require_tensorflow_backend)
-from tf_symbolic_l2o.rules.rule import Rule
-
-
-def as_rule(rule) -> Rule:
-    """A :class:`Rule` from a ``Rule``, its dict (``Rule.to_dict()`` layout) or the path of a ``rule.json``."""
-    if isinstance(rule, Rule):
-        return rule
-    if isinstance(rule, Mapping):
-        return Rule.from_dict(rule)
-    if isinstance(rule, (str, os.PathLike)):
-        return Rule.load(rule)
-    raise ValueError(f"rule must be a Rule, a rule dict or the path of a rule.json file, got {type(rule).__name__}")
+from tf_symbolic_l2o.rules.rule import Rule, as_rule
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")
@@ -91,7 +78,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         **kwargs,
     ):
         require_tensorflow_backend(type(self).__name__)
-        rule = as_rule(rule)
+        rule = as_rule(rule).minimal()  # same updates, only the slots the formula needs
         super().__init__(
             learning_rate=learning_rate,
             name=name,

@@ -26,7 +26,7 @@ class RuleOptimizer:
     """
 
     def __init__(self, rule: Rule, constants=None, name: str | None = None):
-        self.rule = rule
+        self.rule = rule = rule.minimal()  # same updates, only the state the formula needs
         self.features = rule.feature_set
         self.memlen = int(rule.memlen)
         self.output_scale = float(rule.output_scale)

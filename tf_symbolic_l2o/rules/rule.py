@@ -190,6 +190,23 @@ class Rule:
         """A copy with the constants replaced (pre-order), e.g. after refitting or meta-tuning."""
         return dataclasses.replace(self, expression=with_constants(self.expression, values))
 
+    def minimal(self) -> "Rule":
+        """The same function with only the features and lags it uses (fewer optimizer slots, same updates).
+
+        Features are computed independently of each other, so dropping unused ones changes no value; the input
+        order of the result follows its own (smaller) feature set.
+        """
+        used = self.variables
+        if not used:
+            names, memlen = self.feature_names[:1], 1
+        else:
+            feats = {v.rsplit("_", 1)[0] for v in used}
+            names = tuple(n for n in self.feature_names if n in feats)
+            memlen = 1 + max(int(v.rsplit("_", 1)[1]) for v in used)
+        if names == self.feature_names and memlen == self.memlen:
+            return self
+        return dataclasses.replace(self, features={**self.features, "names": "+".join(names)}, memlen=memlen)
+
     def replace(self, **changes) -> "Rule":
         """``dataclasses.replace`` with validation."""
         return dataclasses.replace(self, **changes)
@@ -335,3 +352,14 @@ class Rule:
         ``simplify=True`` sympy simplifies first (and may merge constants).
         """
         return convert.to_latex(self.expression, simplify=simplify)
+
+
+def as_rule(rule) -> Rule:
+    """A :class:`Rule` from a ``Rule``, its dict (``Rule.to_dict()`` layout) or the path of a ``rule.json``."""
+    if isinstance(rule, Rule):
+        return rule
+    if isinstance(rule, Mapping):
+        return Rule.from_dict(rule)
+    if isinstance(rule, (str, os.PathLike)):
+        return Rule.load(rule)
+    raise ValueError(f"rule must be a Rule, a rule dict or the path of a rule.json file, got {type(rule).__name__}")

@@ -1,0 +1,76 @@
+"""Ready-made symbolic optimizers whose default rules ship in ``saved_models/``.
+
+Each default rule was produced by this project's own pipeline (``tfl2o train`` → ``tfl2o record`` →
+``tfl2o distill``); ``saved_models/MANIFEST.json`` records the commands, seeds and measured figures (R², closed-loop
+loss). Pass ``rule=`` to use another rule with the same class name in configs.
+
+================  ====================================  ==============================================
+class             default rule                          distilled from
+================  ====================================  ==============================================
+``SymbolicRP``    ``saved_models/symbolic_rp/rule.json``    the RNNprop family (``rp_s`` run, m̃, g̃)
+``SymbolicRPsi``  ``saved_models/symbolic_rp_si/rule.json`` ``rp_si`` (the p = 2, 2.5, 3 inputs)
+``SymbolicDM``    ``saved_models/symbolic_dm/rule.json``    ``dm`` (gradient history)
+================  ====================================  ==============================================
+
+The default learning rate is 1.0: the rule's native step, as distilled (Δθ = 0.01·f(features)).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import keras
+
+from tf_symbolic_l2o.optimizers.symbolic import SymbolicOptimizer
+
+_REPO_SAVED_MODELS = Path(__file__).resolve().parents[2] / "saved_models"
+
+
+def saved_models_dir() -> Path:
+    """Where the shipped artifacts live: ``$TFL2O_SAVED_MODELS``, the repository's ``saved_models/`` (source or
+    editable install) or ``<prefix>/share/tfl2o/saved_models`` (wheel install)."""
+    candidates = [os.environ.get("TFL2O_SAVED_MODELS"), _REPO_SAVED_MODELS,
+                  Path(sys.prefix) / "share" / "tfl2o" / "saved_models"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    raise FileNotFoundError("the shipped saved_models/ folder was not found; set TFL2O_SAVED_MODELS to its path")
+
+
+def default_rule_path(name: str) -> Path:
+    path = saved_models_dir() / name / "rule.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"default rule {path} is missing; reinstall the package or pass rule=")
+    return path
+
+
+class _Preset(SymbolicOptimizer):
+    _default = ""
+
+    def __init__(self, rule=None, learning_rate=1.0, name=None, **kwargs):
+        super().__init__(rule if rule is not None else default_rule_path(self._default), learning_rate,
+                         name=name or type(self).__name__.lower(), **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfl2o")
+class SymbolicRP(_Preset):
+    """The symbolic RNNprop rule distilled by this project (see the module docstring); Keras arguments as
+    :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default 1.0)."""
+
+    _default = "symbolic_rp"
+
+
+@keras.saving.register_keras_serializable(package="tfl2o")
+class SymbolicRPsi(_Preset):
+    """The symbolic RNNprop-si rule (p = 2, 2.5, 3 normalised momenta) distilled by this project."""
+
+    _default = "symbolic_rp_si"
+
+
+@keras.saving.register_keras_serializable(package="tfl2o")
+class SymbolicDM(_Preset):
+    """The symbolic DM rule (gradient history) distilled by this project."""
+
+    _default = "symbolic_dm"

@@ -167,6 +167,26 @@ def test_load_exported_rule_steps_like_rule_optimizer(artifacts, name, rule):
         step(theta[None], state, 6)
 
 
+def test_unused_features_and_lags_are_not_exported(tmp_path):
+    # declares mt+gt+mom9 and memlen 4 but uses m̃ at lag 0 and g̃ at lag 2: state m, v and a [2, n, 2] history
+    wide = Rule.from_dict({"format": "tfl2o-rule/1", "memlen": 4, "features": {"names": "mt+gt+mom9"},
+                           "expression": ["add", ["mul", -0.5, "mt_0"], ["mul", -0.2, "gt_2"]]})
+    export_rule(wide, tmp_path / "wide")
+    sig = signatures_summary(tmp_path / "wide")["update"]["inputs"]
+    assert set(sig) == {"grad", "step", "m", "v", "history"}
+    assert sig["history"]["shape"] == [2, None, 2]
+    assert Rule.load(tmp_path / "wide" / "rule.json") == wide  # rule.json keeps the rule as given
+    step = load_exported_rule(tmp_path / "wide")
+    assert step.state_names == ("m", "v", "history") == export_mod.rule_state_names(wide)
+    opt, rng = RuleOptimizer(wide), np.random.default_rng(2)
+    ref, state = opt.init_state(3), step.init_state(3)
+    for t in range(1, 6):
+        g = rng.normal(size=3).astype(np.float32)
+        d_ref, ref = opt.update(tf.constant(g), ref, t)
+        d, state = step(g, state, t)
+        np.testing.assert_allclose(d.numpy(), d_ref.numpy(), rtol=1e-6, atol=1e-8)
+
+
 def test_signatures_and_rule_json(artifacts):
     assert Rule.load(artifacts["rp"] / "rule.json") == RP
     rp = signatures_summary(artifacts["rp"])

@@ -51,7 +51,11 @@ _RESERVED = ("grad", "step", "delta", "raw", HISTORY)
 
 
 def rule_state_names(rule: Rule) -> tuple[str, ...]:
-    """The names of the state entries of an exported rule, in signature order (feature state, then history)."""
+    """The names of the state entries of an exported rule, in signature order (feature state, then history).
+
+    Like :class:`RuleOptimizer`, an export keeps only the state its formula needs (:meth:`Rule.minimal`).
+    """
+    rule = rule.minimal()
     names = tuple(rule.feature_set.state_names())
     return names + ((HISTORY,) if rule.memlen > 1 else ())
 

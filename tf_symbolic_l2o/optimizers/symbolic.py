@@ -54,6 +54,9 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
             layout, as stored by :meth:`get_config`; validated strictly) or the path of a ``rule.json`` file.
         learning_rate: A float, a ``keras.optimizers.schedules.LearningRateSchedule`` instance, or a callable that
             takes no arguments and returns the value to use: the multiplier on the rule's step. Defaults to 1.0.
+        fused: compute the elementwise part of each step (features, rule, finiteness guard) in one XLA-compiled
+            function, also when the model itself runs in graph mode. Same values either way; fusing makes the
+            step cost close to Adam's on CPU. Defaults to True.
         {{base_args}}
 
     Reference:
@@ -74,6 +77,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         ema_overwrite_frequency=None,
         loss_scale_factor=None,
         gradient_accumulation_steps=None,
+        fused=True,
         name="symbolic",
         **kwargs,
     ):
@@ -100,6 +104,10 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         self._num_features = self._feature_set.num_features
         self._output_scale = float(rule.output_scale)
         self._rule_fn = rule.tf_fn()
+        self.fused = fused
+        # XLA fuses the ~30 elementwise ops of a step into one loop: on CPU that is what brings the step cost to
+        # Adam's level (graph mode runs every op as its own pass over the variable).
+        self._fused_math = tf.function(self._math, jit_compile=True)
 
     def build(self, var_list):
         """Create the optimizer variables (see the class docstring for names, shapes and order).
@@ -134,34 +142,40 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         g = tf.cast(dense_gradient(gradient, variable), dtype)
         lr = tf.cast(learning_rate, dtype)
         step = tf.cast(self.iterations + 1, dtype)
-
         slots = self._state_slots[index]
-        old_state = {name: tf.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
-        feats, new_state = self._feature_set.update(old_state, g, step)
-
         history = self._history_slots[index]
+        old_state = {name: tf.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
+        old_history = None if history is None else tf.convert_to_tensor(history)
+        math = self._fused_math if self.fused else self._math
+        new_state, new_history, delta = math(g, old_state, old_history, step, lr)
+        for name, slot in zip(self._state_names, slots):
+            self.assign(slot, new_state[name])
         if history is not None:
-            old_history = tf.convert_to_tensor(history)
+            self.assign(history, new_history)
+        self.assign_add(variable, tf.cast(delta, var_dtype))
+
+    def _math(self, g, old_state, old_history, step, lr):
+        """The elementwise part of the step, a pure function: ``(new_state, new_history, delta)``; coordinates
+        with a non-finite gradient, state, feature or step keep their old state and get a zero step."""
+        feats, new_state = self._feature_set.update(old_state, g, step)
+        if old_history is not None:
             window = tf.concat([feats[None], old_history], axis=0)  # [memlen, *shape, F], lag 0 first
-            rank = len(variable.shape)
+            rank = len(g.shape)
             x = tf.transpose(window, list(range(1, rank + 1)) + [0, rank + 1])  # [*shape, memlen, F]
             x = tf.reshape(x, tf.concat([tf.shape(g), [self._memlen * self._num_features]], axis=0))
         else:
             x = feats
-        raw = self._rule_fn(x)
-        delta = tf.cast(lr * tf.constant(self._output_scale, dtype) * raw, var_dtype)
-
-        ok = all_finite(g, delta, *new_state.values())
-        ok = tf.logical_and(ok, all_finite(feats, event_dims=1))
-        for name, slot in zip(self._state_names, slots):
-            self.assign(slot, keep_where(ok, new_state[name], old_state[name]))
-        if history is not None:
-            self.assign(history, keep_where(ok[None], window[:-1], old_history, event_dims=1))
-        self.assign_add(variable, tf.where(ok, delta, tf.zeros_like(delta)))
+        delta = lr * tf.constant(self._output_scale, g.dtype) * self._rule_fn(x)
+        ok = tf.logical_and(all_finite(g, delta, *new_state.values()), all_finite(feats, event_dims=1))
+        state = {name: keep_where(ok, new_state[name], old_state[name]) for name in self._state_names}
+        new_history = None
+        if old_history is not None:
+            new_history = keep_where(ok[None], window[:-1], old_history, event_dims=1)
+        return state, new_history, tf.where(ok, delta, tf.zeros_like(delta))
 
     def get_config(self):
         config = super().get_config()
-        config.update({"rule": self.rule.to_dict()})
+        config.update({"rule": self.rule.to_dict(), "fused": self.fused})
         return config
 
 

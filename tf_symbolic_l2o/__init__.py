@@ -3,11 +3,14 @@
 A rebuild of *Symbolic Learning to Optimize* (Zheng, Chen, Hu, Wang, ICLR 2022):
 
 1. meta-train coordinate-wise LSTM optimizers (DM, RNNprop: ``rp``, ``rp_s``, ``rp_si``) — :mod:`.meta`;
-2. record their behaviour, distill closed-form rules, and ship them as Keras optimizers (later stages).
+2. record their behaviour as ``.npy`` datasets — :mod:`.record`;
+3. distill closed-form rules by symbolic regression — :mod:`.distill`, in the canonical format of :mod:`.rules`;
+4. use the rules (and the LSTMs) as Keras optimizers — :mod:`.optimizers` — and export them — :mod:`.export`.
 
 Stages live in their own modules: :mod:`.features` (per-coordinate optimizer state), :mod:`.data`, :mod:`.tasks`
 (functional optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.baselines` (hand-designed rules),
-:mod:`.meta` (unrolls, trainer, evaluation).
+:mod:`.meta` (unrolls, trainer, evaluation), :mod:`.record`, :mod:`.rules`, :mod:`.distill`, :mod:`.optimizers`,
+:mod:`.export`.
 """
 
 __version__ = "0.1.0"
@@ -19,13 +22,13 @@ from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 from tf_symbolic_l2o.learned.registry import available_optimizers, make_l2o
 from tf_symbolic_l2o.meta.evaluate import evaluate_optimizers, write_report
 from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
-from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicOptimizer
+from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicDM, SymbolicOptimizer, SymbolicRP, SymbolicRPsi
 from tf_symbolic_l2o.rules import Rule
 from tf_symbolic_l2o.tasks.registry import available_tasks, make_task
 
 __all__ = [
     "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "LearnedOptimizer", "MetaTrainer", "Rule",
-    "SymbolicOptimizer", "TrainConfig",
+    "SymbolicDM", "SymbolicOptimizer", "SymbolicRP", "SymbolicRPsi", "TrainConfig",
     "available_optimizers", "available_tasks", "evaluate_optimizers", "load_l2o", "make_l2o", "make_task",
     "save_l2o", "write_report", "__version__",
 ]

@@ -5,6 +5,7 @@
 """
 
 from tf_symbolic_l2o.optimizers.learned import LearnedOptimizer
+from tf_symbolic_l2o.optimizers.presets import SymbolicDM, SymbolicRP, SymbolicRPsi
 from tf_symbolic_l2o.optimizers.symbolic import SymbolicOptimizer
 
-__all__ = ["LearnedOptimizer", "SymbolicOptimizer"]
+__all__ = ["LearnedOptimizer", "SymbolicDM", "SymbolicOptimizer", "SymbolicRP", "SymbolicRPsi"]

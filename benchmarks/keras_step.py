@@ -30,10 +30,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import signal
 import subprocess
 import sys
+
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parent))
+from _memory import peak_rss_mib, rss_mib  # noqa: E402
 import tempfile
 import time
 from pathlib import Path
@@ -52,20 +54,8 @@ DEFAULT_L2O = "saved_models/rp_mnist_mlp"
 # ---------------------------------------------------------------------------------------------------------------
 # worker side (imports TensorFlow)
 # ---------------------------------------------------------------------------------------------------------------
-def _rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
 
 
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
 def resnet20(input_shape=(32, 32, 3), classes=10):
@@ -173,7 +163,7 @@ def _n_params(model) -> int:
 
 def _phase(name: str, **info) -> None:
     """Progress for the driver (stderr), so a worker killed for memory still tells how far it got."""
-    print(PHASE_TAG + json.dumps({"phase": name, "rss_mib": _rss_mib(), **info}), file=sys.stderr, flush=True)
+    print(PHASE_TAG + json.dumps({"phase": name, "rss_mib": rss_mib(), **info}), file=sys.stderr, flush=True)
 
 
 def worker_memory(args) -> dict:
@@ -186,7 +176,7 @@ def worker_memory(args) -> dict:
     model = build_model(args.model, args.seed)
     model.compile(optimizer=make_optimizer(name, args), loss="sparse_categorical_crossentropy",
                   jit_compile=_parse_jit(args.jit_compile))
-    baseline = _rss_mib()
+    baseline = rss_mib()
     params = _n_params(model)
     _phase("model built and compiled", params=params)
     model.optimizer.build(model.trainable_variables)  # what the first train step would do; here to measure it
@@ -203,7 +193,7 @@ def worker_memory(args) -> dict:
         times.append(time.perf_counter() - t0)
     return {
         "optimizer": name, "model": args.model, "params": params, "state_bytes": sbytes, "state_variables": nvars,
-        "state_bytes_per_param": sbytes / params, "baseline_rss_mib": baseline, "peak_rss_mib": _peak_rss_mib(),
+        "state_bytes_per_param": sbytes / params, "baseline_rss_mib": baseline, "peak_rss_mib": peak_rss_mib(),
         "first_call_s": first, "solo_median_s": float(np.median(times)) if times else float("nan"),
         "solo_times_s": times, "final_loss": loss, "jit_compile": str(model.jit_compile),
         "tf_version": tf.__version__,
@@ -249,7 +239,7 @@ def worker_time(args) -> dict:
                   "first_call_s": first[n], "block_s": [float(v) for v in arr], "final_loss": losses.get(n),
                   "state_bytes": sbytes, "params": _n_params(models[n]),
                   "jit_compile": str(models[n].jit_compile)}
-    return {"timing": out, "peak_rss_mib_all": _peak_rss_mib(), "tf_version": tf.__version__}
+    return {"timing": out, "peak_rss_mib_all": peak_rss_mib(), "tf_version": tf.__version__}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,9 +23,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+
+sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parent))
+from _memory import peak_rss_mib, rss_mib  # noqa: E402
 import time
 from pathlib import Path
 
@@ -48,23 +50,8 @@ MODES = {"graph": False, "xla": True}
 # ---------------------------------------------------------------------------------------------------------------
 # worker: one (optimizer, mode) configuration
 # ---------------------------------------------------------------------------------------------------------------
-def _rss_mib() -> float:
-    """Current resident set size of this process (MiB), from /proc (Linux) or psutil."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import psutil  # noqa: PLC0415 - fallback only
-
-    return psutil.Process().memory_info().rss / 2**20
 
 
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB on Linux
 
 
 def generated_mnist(rows: int = 4096, test_rows: int = 1000, seed: int = 0):
@@ -111,8 +98,8 @@ def run_worker(args) -> dict:
         return task.flatten(task.init_params(step_seed(seed, 0))), l2o.init_state(n), step_seed(seed, 1)
 
     theta, state, batch_seed = fresh(0)
-    baseline_rss = _rss_mib()      # after importing TF and building the task, the L2O and the fresh state
-    baseline_peak = _peak_rss_mib()
+    baseline_rss = rss_mib()      # after importing TF and building the task, the L2O and the fresh state
+    baseline_peak = peak_rss_mib()
 
     # first call: trace (+ XLA compile) + one execution
     t0 = time.perf_counter()
@@ -142,7 +129,7 @@ def run_worker(args) -> dict:
         traces = int(unroller.train_window.experimental_get_tracing_count())
     except Exception:  # noqa: BLE001 - diagnostic only
         pass
-    peak = _peak_rss_mib()
+    peak = peak_rss_mib()
     arr = np.asarray(times)
     q25, med, q75 = (float(v) for v in np.percentile(arr, [25, 50, 75]))
     return {

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, compute_dtype, dense_gradient,
                                                 keep_where, require_tensorflow_backend)
-from tf_symbolic_l2o.rules.rule import Rule, as_rule
+from tf_symbolic_l2o.rules.rule import as_rule
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")

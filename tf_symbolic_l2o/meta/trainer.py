@@ -261,14 +261,15 @@ class MetaTrainer:
             finals.append(float(np.mean(losses[-tail:])) if np.all(np.isfinite(losses)) else float("inf"))
         return float(np.mean(finals))
 
-    def _after_validation(self, val: float) -> bool:
-        """Track the best weights and the curriculum. Returns True if training should stop."""
+    def _after_validation(self, val: float) -> None:
+        """Track the best weights; advance the curriculum after ``curriculum_patience`` validations without
+        improvement (restoring the best weights first)."""
         if val < float(self.best_val.numpy()):
             self.best_val.assign(val)
             self.bad_vals.assign(0)
             for b, w in zip(self.best_weights, self.l2o.weights):
                 b.assign(w)
-            return False
+            return
         self.bad_vals.assign_add(1)
         if self.config.curriculum and int(self.bad_vals.numpy()) >= self.config.curriculum_patience:
             if int(self.stage.numpy()) + 1 < len(self.config.horizons):
@@ -278,7 +279,6 @@ class MetaTrainer:
                 self.best_val.assign(np.inf)
                 self.bad_vals.assign(0)
                 self.log(f"curriculum: horizon → {self._horizon()}")
-        return False
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> dict:

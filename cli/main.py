@@ -115,21 +115,13 @@ def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def _int_list(text: str, option: str) -> list[int]:
+def _number_list(text: str, option: str, kind=float) -> list:
+    """``"1,2,3"`` → numbers of type ``kind`` (``int`` or ``float``), or a one-line error naming ``option``."""
     try:
-        values = [int(v) for v in _split(text)]
+        values = [kind(v) for v in _split(text)]
     except ValueError:
-        raise ValueError(f"{option} takes comma-separated integers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{option} needs at least one value")
-    return values
-
-
-def _float_list(text: str, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in _split(text)]
-    except ValueError:
-        raise ValueError(f"{option} takes comma-separated numbers, got {text!r}") from None
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"{option} takes comma-separated {what}, got {text!r}") from None
     if not values:
         raise ValueError(f"{option} needs at least one value")
     return values
@@ -255,13 +247,13 @@ def train(
 ) -> None:
     """Meta-train a learned optimizer into a run directory (config, metrics, checkpoints, TensorBoard, l2o/)."""
     task_options = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir),
-                    "hidden": None if hidden is None else _int_list(hidden, "--hidden"),
+                    "hidden": None if hidden is None else _number_list(hidden, "--hidden", int),
                     "activation": activation, "depth": depth, "batch_size": batch_size, "init": init}
     task_options = {k: v for k, v in task_options.items() if v is not None}
     options = {"optimizer": optimizer, "epochs": epochs, "epoch_len": epoch_len, "unroll": unroll,
                "meta_lr": meta_lr, "seed": seed, "imitation_prob": imitation_prob, "random_scale": random_scale,
                "checkpoint_every": checkpoint_every, "val_every": val_every, "val_runs": val_runs,
-               "curriculum": None if curriculum is None else _int_list(curriculum, "--curriculum"),
+               "curriculum": None if curriculum is None else _number_list(curriculum, "--curriculum", int),
                "jit_compile": None if jit_compile is None else _parse_jit(jit_compile)}
     options = {k: v for k, v in options.items() if v is not None}
     if meta_clip_norm is not None:
@@ -337,7 +329,7 @@ def evaluate(
     held-out runs."""
     _positive(runs=runs, steps=steps, tune_runs=tune_runs)
     baseline_names = _split(baselines)
-    grid = None if lr_grid is None else _float_list(lr_grid, "--lr-grid")
+    grid = None if lr_grid is None else _number_list(lr_grid, "--lr-grid")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run directory {run_dir}")
     if not (run_dir / "l2o").is_dir() and not (run_dir / "l2o.json").is_file():

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, compute_dtype, dense_gradient,
                                                 keep_where, require_tensorflow_backend)
+from tf_symbolic_l2o.rules.coordinate import lag_window
 from tf_symbolic_l2o.rules.rule import as_rule
 
 
@@ -158,19 +159,13 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         """The elementwise part of the step, a pure function: ``(new_state, new_history, delta)``; coordinates
         with a non-finite gradient, state, feature or step keep their old state and get a zero step."""
         feats, new_state = self._feature_set.update(old_state, g, step)
-        if old_history is not None:
-            window = tf.concat([feats[None], old_history], axis=0)  # [memlen, *shape, F], lag 0 first
-            rank = len(g.shape)
-            x = tf.transpose(window, list(range(1, rank + 1)) + [0, rank + 1])  # [*shape, memlen, F]
-            x = tf.reshape(x, tf.concat([tf.shape(g), [self._memlen * self._num_features]], axis=0))
-        else:
-            x = feats
+        x, shifted = (feats, None) if old_history is None else lag_window(feats, old_history)
         delta = lr * tf.constant(self._output_scale, g.dtype) * self._rule_fn(x)
         ok = tf.logical_and(all_finite(g, delta, *new_state.values()), all_finite(feats, event_dims=1))
         state = {name: keep_where(ok, new_state[name], old_state[name]) for name in self._state_names}
         new_history = None
         if old_history is not None:
-            new_history = keep_where(ok[None], window[:-1], old_history, event_dims=1)
+            new_history = keep_where(ok[None], shifted, old_history, event_dims=1)
         return state, new_history, tf.where(ok, delta, tf.zeros_like(delta))
 
     def get_config(self):

@@ -15,6 +15,24 @@ import tensorflow as tf
 from tf_symbolic_l2o.rules.rule import Rule
 
 
+def lag_window(features: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The rule's input and the next history, for features of any shape.
+
+    Args:
+        features: this step's features, ``[*shape, F]``.
+        history: the previous ``memlen − 1`` steps' features, ``[memlen − 1, *shape, F]``, most recent first.
+
+    Returns:
+        ``x`` of shape ``[*shape, memlen·F]`` in the rules' lag-major input order (``[f0_0, f1_0, …, f0_1, …]``),
+        and the window without its oldest step (the next ``history``).
+    """
+    window = tf.concat([features[None], history], axis=0)  # [memlen, *shape, F], lag 0 first
+    rank = features.shape.rank - 1
+    x = tf.transpose(window, list(range(1, rank + 1)) + [0, rank + 1])  # [*shape, memlen, F]
+    x = tf.reshape(x, tf.concat([tf.shape(features)[:-1], [-1]], axis=0))
+    return x, window[:-1]
+
+
 class RuleOptimizer:
     """Apply a :class:`Rule` to a flat vector of coordinates.
 
@@ -42,10 +60,9 @@ class RuleOptimizer:
         """``(raw f(x) [n], features [n, F], new_state)``."""
         feat_state, history = state
         feats, feat_state = self.features.update(feat_state, grad, step)
-        window = tf.concat([feats[None], history], axis=0)  # [memlen, n, F], lag 0 first
-        x = tf.reshape(tf.transpose(window, [1, 0, 2]), [-1, self.memlen * self.features.num_features])
+        x, history = lag_window(feats, history)
         raw = self._f(x, self.constants)
-        return raw, feats, (feat_state, window[:-1])
+        return raw, feats, (feat_state, history)
 
     def update(self, grad, state, step):
         raw, _, state = self.forward(grad, state, step)

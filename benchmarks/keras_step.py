@@ -58,26 +58,6 @@ DEFAULT_L2O = "saved_models/rp_mnist_mlp"
 
 
 
-def resnet20(input_shape=(32, 32, 3), classes=10):
-    """The CIFAR ResNet-20 of He et al. (2016): 3 stages × 3 basic blocks, 16/32/64 filters (0.27 M parameters)."""
-    import keras  # noqa: PLC0415
-
-    L = keras.layers
-    inputs = keras.Input(input_shape)
-    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
-    for stage, filters in enumerate((16, 32, 64)):
-        for block in range(3):
-            strides = 2 if stage > 0 and block == 0 else 1
-            y = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-            y = L.ReLU()(L.BatchNormalization()(y))
-            y = L.BatchNormalization()(L.Conv2D(filters, 3, padding="same", use_bias=False)(y))
-            if strides != 1 or x.shape[-1] != filters:
-                x = L.BatchNormalization()(L.Conv2D(filters, 1, strides=strides, use_bias=False)(x))
-            x = L.ReLU()(L.Add()([x, y]))
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(classes, activation="softmax")(x), name="resnet20")
-
-
 def build_model(name: str, seed: int):
     import keras  # noqa: PLC0415
 
@@ -85,6 +65,8 @@ def build_model(name: str, seed: int):
     if name == "resnet50":
         return keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
     if name == "resnet20":
+        from tf_symbolic_l2o.fit import resnet20  # noqa: PLC0415
+
         return resnet20()
     raise ValueError(f"unknown model {name!r}; use resnet50 or resnet20")
 
@@ -267,12 +249,14 @@ def _proc_rss_gib(pid: int) -> float:
     return 0.0
 
 
-def launch(mode: str, optimizers: list[str], args, timeout: float) -> dict:
-    """Run a worker; kill it (its own process group) above ``--max-rss-gib`` or after ``timeout`` seconds."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--optimizers", ",".join(optimizers),
-           "--model", args.model, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--mem-steps", str(args.mem_steps),
-           "--rule", args.rule, "--l2o", args.l2o, "--jit-compile", args.jit_compile, "--seed", str(args.seed)]
+def launch(mode: str, optimizers: list[str], args, timeout: float, cmd: list[str] | None = None) -> dict:
+    """Run a worker (``cmd``, default: this script's own) and collect its result; kill it (its own process
+    group) above ``args.max_rss_gib`` or after ``timeout`` seconds."""
+    if cmd is None:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--optimizers", ",".join(optimizers),
+               "--model", args.model, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--mem-steps", str(args.mem_steps),
+               "--rule", args.rule, "--l2o", args.l2o, "--jit-compile", args.jit_compile, "--seed", str(args.seed)]
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)

@@ -35,7 +35,6 @@ import dataclasses
 import io
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -46,7 +45,7 @@ from tf_symbolic_l2o.distill.backends import Candidate, SRBackend, get_backend, 
 from tf_symbolic_l2o.distill.refit import refit_constants as _refit
 from tf_symbolic_l2o.distill.simplify import simplify as _simplify
 from tf_symbolic_l2o.distill.standardize import Standardizer, _check_matrix, _check_vector
-from tf_symbolic_l2o.io import atomic_write_json, atomic_write_text
+from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tf_symbolic_l2o.rules import Const, Node, Rule, size, to_infix
 
 __all__ = ["CandidateResult", "DistillResult", "distill", "distill_file", "write_distill_report",
@@ -337,21 +336,6 @@ def _select(candidates: Sequence[CandidateResult], tolerance: float) -> int:
 # ---------------------------------------------------------------------------------------------- reports
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _front_and_chosen(result: DistillResult) -> list:
     """The Pareto front, plus the chosen rule if it is not on it (a refitted rule can fall just off it)."""
     rows = list(result.pareto)
@@ -461,7 +445,7 @@ def write_distill_report(result: DistillResult, out_dir: str | os.PathLike) -> d
     result.rule.save(paths["rule"])
     atomic_write_json(paths["report"], _report(result))
     atomic_write_text(paths["pareto_csv"], _pareto_frame(result).to_csv(index=False))
-    _atomic_write_bytes(paths["pareto_png"], _pareto_png(result))
+    atomic_write_bytes(paths["pareto_png"], _pareto_png(result))
     return paths
 
 

@@ -4,6 +4,7 @@ Commands::
 
     tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
     tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
+    tfl2o tune      meta-tune a symbolic rule's constants (or the ψ family) on a CNN or ResNet
     tfl2o record    record an optimizer's behaviour as a symbolic-regression dataset (.npy + manifest)
     tfl2o distill   distill a behaviour dataset into a symbolic rule (gplearn; operon optional)
     tfl2o show      print a rule (formula, LaTeX, features, R²)
@@ -162,6 +163,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _print_run(title: str, summary: dict, run_dir: Path, artifacts) -> None:
+    """A finished run: its summary as a two-column table, then the files it wrote."""
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), _fmt(value))
+    _console().print(table)
+    _print("written:")
+    for name, what in artifacts:
+        if (run_dir / name).exists():
+            _print(f"  {run_dir / name}  ({what})")
+
+
 def _version_callback(value: bool) -> None:
     if not value:
         return
@@ -288,16 +303,7 @@ def train(
     except KeyboardInterrupt:
         raise fail(f"interrupted; continue with: tfl2o train --resume --out {run_dir}", code=130) from None
 
-    table = Table(title=f"meta-training of {cfg.optimizer}", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    for key, value in summary.items():
-        table.add_row(key.replace("_", " "), _fmt(value))
-    _console().print(table)
-    _print("written:")
-    for name, what in _TRAIN_ARTIFACTS:
-        if (run_dir / name).exists():
-            _print(f"  {run_dir / name}  ({what})")
+    _print_run(f"meta-training of {cfg.optimizer}", summary, run_dir, _TRAIN_ARTIFACTS)
     _print(f"next: tfl2o evaluate {run_dir}")
 
 
@@ -309,7 +315,7 @@ def train(
 @app.command()
 @cli_errors
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'tfl2o train'.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'tfl2o train' or 'tfl2o tune'.")],
     runs: Annotated[int, typer.Option(help="Evaluation runs per optimizer.")] = 5,
     steps: Annotated[Optional[int], typer.Option(
         help="Steps per run.", show_default="the run's training horizon (last curriculum horizon)")] = None,
@@ -330,25 +336,13 @@ def evaluate(
     _positive(runs=runs, steps=steps, tune_runs=tune_runs)
     baseline_names = _split(baselines)
     grid = None if lr_grid is None else _number_list(lr_grid, "--lr-grid")
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run directory {run_dir}")
-    if not (run_dir / "l2o").is_dir() and not (run_dir / "l2o.json").is_file():
-        raise FileNotFoundError(f"{run_dir} holds no trained optimizer (l2o/ missing); finish the run with: "
-                                f"tfl2o train --resume --out {run_dir}")
-
-    from tf_symbolic_l2o.io import read_json
-    from tf_symbolic_l2o.learned.io import load_l2o
     from tf_symbolic_l2o.meta.evaluate import DEFAULT_LR_GRID, evaluate_optimizers, write_report
-    from tf_symbolic_l2o.meta.trainer import TrainConfig
+    from tf_symbolic_l2o.runs import load_run
     from tf_symbolic_l2o.tasks.registry import make_task
 
-    raw = read_json(run_dir / "config.json", "run config")
-    if not isinstance(raw, dict):
-        raise ValueError(f"{run_dir / 'config.json'} is not a run config (expected a JSON object)")
-    config = TrainConfig.from_dict(raw)
+    config, label, learned = load_run(run_dir)
     steps = steps or config.horizons[-1]
     out = out or run_dir / "eval"
-    learned = {config.optimizer: load_l2o(run_dir)}
     if rule:
         from tf_symbolic_l2o.rules import Rule
         from tf_symbolic_l2o.rules.coordinate import RuleOptimizer
@@ -358,7 +352,6 @@ def evaluate(
             learned[name] = RuleOptimizer(Rule.load(path), name=name)
     tune_task = make_task(config.task, split="meta_train")
     eval_task = make_task(config.task, split="eval")
-    label = config.optimizer
     _print(f"evaluating {label} from {run_dir} on {config.task['name']}"
            f"{' / ' + config.task['dataset'] if 'dataset' in config.task else ''}: {runs} runs × {steps} steps, "
            f"baselines {', '.join(baseline_names) or 'none'}")
@@ -399,6 +392,131 @@ def _print_eval_summary(results, summary, label: str, learned: set[str]) -> None
     verdict = "lower" if ratio < 1 else "higher"
     _print(f"{label} / best baseline ({best.optimizer}) final loss: {ratio:.3f}  "
            f"({label} reaches a {verdict} loss)", style="bold")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tune
+# ----------------------------------------------------------------------------------------------------------------
+
+_TUNE_ARTIFACTS = (
+    ("config.json", "run configuration (with the starting rule)"),
+    ("metrics.csv", "per-epoch metrics and constants"),
+    ("checkpoints", "checkpoints (for --resume)"),
+    ("tensorboard", "TensorBoard logs"),
+    ("rule.json", "the tuned rule"),
+    ("summary.json", "run summary"),
+)
+
+
+def _strategy(kind: str, cpu_replicas: int | None):
+    from tf_symbolic_l2o.distribute import make_strategy, split_cpu
+
+    if cpu_replicas is not None:
+        _positive(cpu_replicas=cpu_replicas)
+        split_cpu(cpu_replicas)
+    return make_strategy(kind)
+
+
+@app.command()
+@cli_errors
+def tune(
+    rule: Annotated[Optional[str], typer.Argument(
+        help="The rule to tune: a rule.json, a shipped rule (symbolic_rp, symbolic_rp_operon, …) or the paper's "
+             "ψ family: psi[:FEATURES[:LAGS]], e.g. psi:mt+gt:1. Not needed with --resume.")] = None,
+    task: Annotated[Optional[str], typer.Option(
+        help="Optimizee: cnn, resnet, mlp or quadratic.", show_default="cnn")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Dataset (see 'tfl2o train --help').", show_default="mnist_subset_32")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="TFDS data directory (prepared datasets).")] = None,
+    depth: Annotated[Optional[int], typer.Option(help="ResNet depth (8/20/32/44/56 or 18).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="64")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Meta-tuning epochs (optimizee runs).", show_default="20")] = None,
+    epoch_len: Annotated[Optional[int], typer.Option(
+        help="Steps per epoch (training horizon).", show_default="200")] = None,
+    unroll: Annotated[Optional[int], typer.Option(help="Truncation length of the unrolls.", show_default="20")] = None,
+    meta_optimizer: Annotated[Optional[str], typer.Option(
+        help="Meta-optimizer: adam, or sgd (momentum 0.9, the paper's).", show_default="adam")] = None,
+    meta_lr: Annotated[Optional[float], typer.Option(
+        help="Meta-optimizer learning rate (the constants are relative to their start: 0.003 ≈ 0.3 % a step).",
+        show_default="0.003")] = None,
+    second_order: Annotated[Optional[bool], typer.Option(
+        "--second-order/--first-order",
+        help="Exact meta-gradients through the optimizee's gradients, or the paper's first-order ones (less "
+             "memory: it does not grow with the optimizee's activations).", show_default="second-order")] = None,
+    meta_clip_norm: Annotated[Optional[str], typer.Option(
+        help="Clip meta-gradients to this global norm, or 'none'.", show_default="1.0")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed of every random draw.", show_default="0")] = None,
+    jit_compile: Annotated[Optional[str], typer.Option(
+        help="XLA: auto (on GPU only), true or false.", show_default="auto")] = None,
+    val_every: Annotated[Optional[int], typer.Option(
+        help="Validate every N epochs (0 = never; then the last constants are kept).", show_default="2")] = None,
+    val_runs: Annotated[Optional[int], typer.Option(help="Optimizee runs per validation.", show_default="4")] = None,
+    strategy: Annotated[str, typer.Option(
+        help="tf.distribute strategy: default (one device), mirrored (all local GPUs, else all logical CPUs), "
+             "multiworker (hosts from TF_CONFIG) or auto.")] = "default",
+    cpu_replicas: Annotated[Optional[int], typer.Option(
+        help="Split the CPU into N logical devices (with --strategy mirrored on a machine without GPUs).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-d", help="Run directory.",
+                                                show_default="runs/tune")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its latest checkpoint (its saved config wins; "
+                        "--epochs may extend it).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+) -> None:
+    """Meta-tune a symbolic rule's constants by truncated unrolls on a CNN or ResNet; writes the tuned rule."""
+    task_options = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "depth": depth,
+                    "batch_size": batch_size, "init": init}
+    task_options = {k: v for k, v in task_options.items() if v is not None}
+    options = {"epochs": epochs, "epoch_len": epoch_len, "unroll": unroll, "meta_optimizer": meta_optimizer,
+               "meta_lr": meta_lr, "second_order": second_order, "seed": seed, "val_every": val_every,
+               "val_runs": val_runs,
+               "jit_compile": None if jit_compile is None else _parse_jit(jit_compile)}
+    options = {k: v for k, v in options.items() if v is not None}
+    if meta_clip_norm is not None:
+        options["meta_clip_norm"] = _parse_clip(meta_clip_norm)
+    run_dir = out or Path("runs") / "tune"
+
+    from tf_symbolic_l2o.distribute import is_chief, worker_dir
+    from tf_symbolic_l2o.tune import MetaTuner, TuneConfig, resolve_rule
+
+    dist = _strategy(strategy, cpu_replicas)
+    if resume:
+        ignored = sorted(k for k in options if k != "epochs") + (["RULE"] if rule else [])
+        if ignored:
+            _print(f"note: --resume uses the run's saved config (only --epochs can change); ignoring "
+                   f"{', '.join(ignored)}", style="yellow")
+        config = None
+    else:
+        if rule is None:
+            raise ValueError("give the RULE to tune (a rule.json, a shipped rule name or psi), or --resume a run")
+        if task is not None or task_options:
+            from tf_symbolic_l2o.tune.tuner import DEFAULT_TUNE_TASK
+
+            base = DEFAULT_TUNE_TASK if task in (None, "cnn") else {"name": task}
+            options["task"] = {**base, "name": task or "cnn", **task_options}
+        config = TuneConfig(rule=resolve_rule(rule).to_dict(), **options)
+    chief = is_chief(dist)
+    tuner = MetaTuner(config, worker_dir(run_dir, dist), resume=resume, progress=chief and not no_progress,
+                      log=_print if chief else (lambda msg: None),
+                      epochs=options.get("epochs") if resume else None, strategy=dist)
+    cfg = tuner.config
+    if chief:
+        _print(f"{'resuming' if resume else 'meta-tuning'} {cfg.start_rule.infix} ({tuner.l2o.params.shape[0]} "
+               f"constants) on {cfg.task['name']}{' / ' + cfg.task['dataset'] if 'dataset' in cfg.task else ''}: "
+               f"{cfg.epochs} epochs, horizon {cfg.horizons[-1]}, unroll {cfg.unroll}, {cfg.meta_optimizer} "
+               f"lr {cfg.meta_lr}, {'second' if cfg.second_order else 'first'}-order meta-gradients, "
+               f"{dist.num_replicas_in_sync} replica(s), run directory {run_dir}")
+    try:
+        summary = tuner.run()
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; continue with: tfl2o tune --resume --out {run_dir}", code=130) from None
+    if not chief:
+        return
+    summary["constants"] = ", ".join(f"{k}={v:.6g}" for k, v in summary.get("constants", {}).items())
+    _print_run("meta-tuning", summary, run_dir, _TUNE_ARTIFACTS)
+    _print(f"next: tfl2o evaluate {run_dir}   (tuned vs untuned rule vs tuned baselines on held-out runs)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

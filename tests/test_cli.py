@@ -240,7 +240,7 @@ def test_evaluate_unfinished_or_broken_run(trained_run, tmp_path):
     (copy / "config.json").write_text('{"optimizer": "rp", "warp_drive": 1}')
     assert_one_line_error(invoke("evaluate", copy, *TINY_EVAL), "unknown training option")
     (copy / "config.json").unlink()
-    assert_one_line_error(invoke("evaluate", copy, *TINY_EVAL), "run config not found")
+    assert_one_line_error(invoke("evaluate", copy, *TINY_EVAL), "config.json missing")
 
 
 def test_evaluate_unknown_baseline(trained_run):

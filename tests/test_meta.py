@@ -69,6 +69,35 @@ def test_meta_gradient_matches_finite_differences():
     assert abs(grad[0]) > 1e-4
 
 
+@pytest.mark.parametrize("second_order", [False, True])
+def test_meta_gradient_of_an_sgd_rule_matches_numpy(second_order):
+    """Rule Δθ = c·g on f(θ) = ‖Wθ − y‖² over one window of U steps: the exact derivative of Σ_k f(θ_k) w.r.t. c
+    follows dθ_{k+1}/dc = dθ_k/dc + g_k + c·H·dθ_k/dc (H = 2WᵀW); the paper's first-order meta-gradient drops the
+    c·H·dθ_k/dc term. Both recursions are computed here in NumPy (float64)."""
+    from tf_symbolic_l2o.rules import Rule, parse_infix
+    from tf_symbolic_l2o.tune import TunableRule
+
+    c, unroll = -0.02, 5
+    task = QuadraticTask(dim=6)
+    W, y = task.w.numpy().astype(np.float64), task.y.numpy().astype(np.float64)
+    theta0 = task.flatten(task.init_params(1))
+    th, dth, dmeta = theta0.numpy().astype(np.float64), np.zeros(6), 0.0
+    for k in range(unroll + 1):
+        g = 2 * W.T @ (W @ th - y)
+        dmeta += g @ dth
+        if k == unroll:
+            break
+        dth = dth + g + (c * 2 * W.T @ W @ dth if second_order else 0)
+        th = th + c * g
+    rule = TunableRule(Rule(parse_infix(f"{c} * g_0"), features="g", output_scale=1.0))
+    opt = keras.optimizers.SGD(1.0)
+    opt.build(rule.trainable_variables)
+    unroller = Unroller(task, rule, opt, unroll, jit_compile=False, clip_norm=None, second_order=second_order)
+    unroller.train_window(theta0, rule.init_state(6), tf.constant(0), step_seed(0, 1), tf.ones([6]))
+    # the parameter is c / |c|: SGD(1) moves it by −|c|·dmeta/dc, i.e. c by −c²·dmeta/dc
+    np.testing.assert_allclose(rule.values()[0] - c, -c * c * dmeta, rtol=1e-4)
+
+
 def test_xla_window_matches_graph():
     # noise-free task: stateless RNG draws differ between XLA and graph kernels, the arithmetic must not
     task, l2o, graph = _setup(lr=0.0)

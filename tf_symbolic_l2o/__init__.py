@@ -5,12 +5,14 @@ A rebuild of *Symbolic Learning to Optimize* (Zheng, Chen, Hu, Wang, ICLR 2022):
 1. meta-train coordinate-wise LSTM optimizers (DM, RNNprop: ``rp``, ``rp_s``, ``rp_si``) — :mod:`.meta`;
 2. record their behaviour as ``.npy`` datasets — :mod:`.record`;
 3. distill closed-form rules by symbolic regression — :mod:`.distill`, in the canonical format of :mod:`.rules`;
-4. use the rules (and the LSTMs) as Keras optimizers — :mod:`.optimizers` — and export them — :mod:`.export`.
+4. use the rules (and the LSTMs) as Keras optimizers — :mod:`.optimizers` — and export them — :mod:`.export`;
+5. meta-tune a rule's constants (or the paper's ψ family) on CNNs and ResNets — :mod:`.tune` — on one device or
+   several (:mod:`.distribute`), and train Keras models such as ResNet-50 with any of them — :mod:`.fit`.
 
 Stages live in their own modules: :mod:`.features` (per-coordinate optimizer state), :mod:`.data`, :mod:`.tasks`
 (functional optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.baselines` (hand-designed rules),
 :mod:`.meta` (unrolls, trainer, evaluation), :mod:`.record`, :mod:`.rules`, :mod:`.distill`, :mod:`.optimizers`,
-:mod:`.export`.
+:mod:`.export`, :mod:`.tune`, :mod:`.distribute`, :mod:`.fit`.
 """
 
 __version__ = "0.1.0"
@@ -25,10 +27,12 @@ from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
 from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicDM, SymbolicOptimizer, SymbolicRP, SymbolicRPsi
 from tf_symbolic_l2o.rules import Rule
 from tf_symbolic_l2o.tasks.registry import available_tasks, make_task
+from tf_symbolic_l2o.tune import MetaTuner, TunableRule, TuneConfig, psi_rule
 
 __all__ = [
     "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "LearnedOptimizer", "MetaTrainer", "Rule",
-    "SymbolicDM", "SymbolicOptimizer", "SymbolicRP", "SymbolicRPsi", "TrainConfig",
+    "MetaTuner", "SymbolicDM", "SymbolicOptimizer", "SymbolicRP", "SymbolicRPsi", "TrainConfig", "TunableRule",
+    "TuneConfig", "psi_rule",
     "available_optimizers", "available_tasks", "evaluate_optimizers", "load_l2o", "make_l2o", "make_task",
     "save_l2o", "write_report", "__version__",
 ]

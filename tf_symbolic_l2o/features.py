@@ -70,6 +70,15 @@ def parse_features(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(n for n in FEATURE_NAMES if n in names)
 
 
+def _root(x: tf.Tensor, p: float) -> tf.Tensor:
+    """x^(1/p) for x ≥ 0 with a finite derivative at 0 (0 there instead of ∞·0 = NaN), the same values otherwise, so
+    second-order meta-gradients through the features stay finite where a coordinate's gradient is exactly zero."""
+    positive = x > 0
+    safe = tf.where(positive, x, tf.ones_like(x))
+    root = tf.sqrt(safe) if p == 2.0 else tf.pow(safe, 1.0 / p)
+    return tf.where(positive, root, tf.zeros_like(x))
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSet:
     """An ordered set of per-coordinate features and the state they need.
@@ -155,7 +164,7 @@ class FeatureSet:
 
         def s():
             if "s" not in cache:
-                cache["s"] = tf.sqrt(new["v"] / (1.0 - tf.pow(b2, t))) + tf.constant(self.eps, dtype)
+                cache["s"] = _root(new["v"] / (1.0 - tf.pow(b2, t)), 2.0) + tf.constant(self.eps, dtype)
             return cache["s"]
 
         cols = []
@@ -179,7 +188,7 @@ class FeatureSet:
             else:  # magic inputs
                 p = _MAGIC_P[n]
                 vhat_p = new[f"v_{n}"] / (1.0 - tf.pow(b2, t))
-                cols.append(mhat() / (tf.pow(vhat_p, 1.0 / p) + MAGIC_EPS))
+                cols.append(mhat() / (_root(vhat_p, p) + MAGIC_EPS))
         return tf.stack(cols, axis=-1), new
 
     def config(self) -> dict:

@@ -65,6 +65,8 @@ class TrainConfig:
         keep_checkpoints: how many checkpoints to keep.
         val_every: validate every N epochs (0 = never; then the last weights are exported).
         val_runs: optimizee runs per validation (on the meta-training split, fixed seeds).
+        second_order: exact meta-gradients through the optimizee's gradients (Hessian-vector products) instead of
+            the paper's first-order ones; costs memory proportional to the optimizee's activations × the unroll.
     """
 
     optimizer: str = "rp"
@@ -86,11 +88,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     val_every: int = 5
     val_runs: int = 2
+    second_order: bool = False
 
     def __post_init__(self):
         self.task = normalize_task_spec(self.task)
-        if self.optimizer not in available_optimizers():
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(available_optimizers())}")
+        self._check_optimizer()
         for name in ("epochs", "epoch_len", "unroll", "checkpoint_every", "keep_checkpoints", "val_runs",
                      "curriculum_patience"):
             if int(getattr(self, name)) <= 0:
@@ -113,6 +115,10 @@ class TrainConfig:
             if h % self.unroll:
                 raise ValueError(f"horizon {h} is not a multiple of unroll {self.unroll}; "
                                  f"choose epoch_len/curriculum as multiples of the unroll")
+
+    def _check_optimizer(self) -> None:
+        if self.optimizer not in available_optimizers():
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(available_optimizers())}")
 
     @property
     def horizons(self) -> list[int]:
@@ -144,11 +150,23 @@ class MetaTrainer:
         epochs: with ``resume``, a new total number of epochs (to extend a finished run); ``None`` keeps it.
         progress: show a progress bar (rich).
         stop_after_epoch: stop (after checkpointing) once this epoch is done — used to test resume.
+        strategy: a ``tf.distribute`` strategy: the optimizee's minibatch is split across its replicas (the
+            inner gradients and the meta-gradient are all-reduced), so the run equals a single-device run up to
+            float rounding. ``None``: the current (default) strategy.
+
+    Subclasses (the meta-tuner of :mod:`tf_symbolic_l2o.tune`) replace what is optimized and what is written at the
+    end through :meth:`_make_l2o`, :meth:`_make_meta_optimizer` and :meth:`_export`.
     """
+
+    config_class = TrainConfig
+    progress_label = "meta-train"
+    #: validate the starting weights too (epoch 0), so the selected weights are never worse than the start on the
+    #: validation runs — right for tuning a rule that already works, pointless for a randomly initialised LSTM
+    validate_at_start = False
 
     def __init__(self, config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                  progress: bool = False, stop_after_epoch: int | None = None,
-                 log: Callable[[str], None] | None = None, epochs: int | None = None):
+                 log: Callable[[str], None] | None = None, epochs: int | None = None, strategy=None):
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.progress = progress
@@ -162,18 +180,21 @@ class MetaTrainer:
                 raise ValueError(f"{self.run_dir / 'config.json'} does not hold a training config")
             if epochs is not None:
                 saved["epochs"] = int(epochs)
-            config = TrainConfig.from_dict(saved)
+            config = self.config_class.from_dict(saved)
         elif (self.run_dir / "checkpoints").exists() and any((self.run_dir / "checkpoints").iterdir()):
             raise FileExistsError(f"{self.run_dir} already holds a run; resume it or choose another directory")
         self.config = config
         self.task: Task = make_task(config.task, split="meta_train")
         self.num_coords = self.task.num_params
-        self.l2o = make_l2o(config.optimizer, **{"seed": config.seed, **config.l2o})
-        self.meta_optimizer = keras.optimizers.Adam(config.meta_lr)
-        self.meta_optimizer.build(self.l2o.trainable_variables)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.l2o = self._make_l2o()
+            self.meta_optimizer = self._make_meta_optimizer()
+            self.meta_optimizer.build(self.l2o.trainable_variables)
         teacher = Baseline("adam", config.imitation_lr) if config.imitation_prob > 0 else None
         self.unroller = Unroller(self.task, self.l2o, self.meta_optimizer, config.unroll, config.jit_compile,
-                                 config.meta_clip_norm, teacher)
+                                 config.meta_clip_norm, teacher, strategy=strategy,
+                                 second_order=config.second_order)
         self.teacher = teacher
         self.rollout = make_rollout(self.task, self.l2o, self.unroller.jit_compile)
         # run state that lives in the checkpoint
@@ -189,6 +210,17 @@ class MetaTrainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"),
                                                   max_to_keep=config.keep_checkpoints)
         self.metrics: list[dict] = []
+
+    # -- what is meta-trained (overridden by the meta-tuner) --------------------------------------------------
+    def _make_l2o(self):
+        return make_l2o(self.config.optimizer, **{"seed": self.config.seed, **self.config.l2o})
+
+    def _make_meta_optimizer(self) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(self.config.meta_lr)
+
+    def _export(self, summary: dict) -> None:
+        """Write the selected optimizer (here: ``l2o/``, config + weights + SavedModel)."""
+        save_l2o(self.l2o, self.run_dir / "l2o", metadata={"train_config": self.config.to_dict(), **summary})
 
     # -- state ----------------------------------------------------------------------------------------------
     def _restore(self):
@@ -291,7 +323,13 @@ class MetaTrainer:
         writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
         start_epoch = int(self.epoch.numpy()) + 1
         t_start = time.time()
-        progress = _Progress(self.progress, cfg.epochs, start_epoch - 1)
+        progress = _Progress(self.progress, cfg.epochs, start_epoch - 1, self.progress_label)
+        if self.validate_at_start and cfg.val_every and start_epoch == 1:
+            val = self.validate()
+            self._after_validation(val)
+            self.log(f"validation loss of the starting point: {val:.4g}")
+            with writer.as_default(step=0):
+                tf.summary.scalar("val_loss", val)
         with progress:
             for epoch in range(start_epoch, cfg.epochs + 1):
                 t0 = time.time()
@@ -305,9 +343,10 @@ class MetaTrainer:
                 self.metrics.append(row)
                 self.epoch.assign(epoch)
                 with writer.as_default(step=epoch):
-                    for key in ("meta_loss", "final_loss", "meta_grad_norm", "val_loss", "horizon"):
-                        if not math.isnan(float(row[key])):
-                            tf.summary.scalar(key, float(row[key]))
+                    for key, value in row.items():  # every number of the row (a tuner's constants too)
+                        if key not in ("epoch", "seconds", "best_val_loss") and isinstance(value, (int, float)) \
+                                and not math.isnan(float(value)):
+                            tf.summary.scalar(key, float(value))
                 if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or epoch == self.stop_after_epoch:
                     self._write_metrics()
                     self.manager.save(checkpoint_number=epoch)
@@ -332,7 +371,7 @@ class MetaTrainer:
                    "train_seconds_this_session": seconds, "num_coords": self.num_coords,
                    "l2o_params": int(sum(np.prod(v.shape) for v in self.l2o.trainable_variables)),
                    "jit_compile": self.unroller.jit_compile}
-        save_l2o(self.l2o, self.run_dir / "l2o", metadata={"train_config": self.config.to_dict(), **summary})
+        self._export(summary)
         atomic_write_json(self.run_dir / "summary.json", summary)
         return summary
 
@@ -340,15 +379,15 @@ class MetaTrainer:
 class _Progress:
     """A rich progress bar over epochs (or nothing)."""
 
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
+    def __init__(self, enabled: bool, total: int, done: int, label: str = "meta-train"):
+        self.enabled, self.total, self.done, self.label = enabled, total, done, label
         self._progress = None
 
     def __enter__(self):
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn("meta-train"), BarColumn(), MofNCompleteColumn(),
+            self._progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
                                       TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
             self._progress.__enter__()
             self._task = self._progress.add_task("epochs", total=self.total, completed=self.done, info="")

@@ -8,7 +8,18 @@ One truncated window of ``U`` steps starting from a (detached) optimizee state �
 
 ``r`` is the per-coordinate random scaling (ones when disabled). Gradients of the optimizee are detached
 (first-order meta-gradients, as in the paper), and the returned θ and optimizer state carry no tape, so consecutive
-windows are truncated. Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U
+windows are truncated.
+
+Because the g_k are detached, θ_k depends on the optimizer's weights φ only through the steps Δ_j, and
+∂ℓ_k/∂θ_k is g_k itself; so the first-order meta-gradient is
+
+    ∂ meta-loss / ∂φ = Σ_k g_kᵀ · ∂θ_k/∂φ = ∂/∂φ Σ_k ⟨stop_gradient(g_k), θ_k⟩,
+
+which is what is differentiated: the meta-tape records only the optimizer's updates, never the optimizee's forward
+pass, so an unroll's memory does not grow with the optimizee's activations and no second backward pass through the
+optimizee is needed. For an optimizer with a handful of weights (a tunable rule) the same sum is accumulated in
+forward mode instead, carrying ∂θ_k/∂φ: no tape at all, memory O(n·P) whatever the unroll length (what lets a rule
+be meta-tuned on a ResNet-18 in a few GB). ``second_order=True`` differentiates through g_k(θ_k) too. Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U
 steps is unrolled at trace time, which was measured fastest.
 """
 
@@ -35,17 +46,48 @@ def resolve_jit_compile(jit_compile: Any) -> bool:
     return bool(jit_compile)
 
 
-def loss_and_grad(task: Task, theta: tf.Tensor, scale: tf.Tensor, batch, tape: tf.GradientTape | None = None):
-    """``(f(θ ⊙ r), stop_gradient(∇_θ f))``; the gradient is taken outside ``tape``'s recording."""
+def loss_and_grad(task: Task, theta: tf.Tensor, scale: tf.Tensor, batch, reduce=None, detach: bool = True):
+    """``(f(θ ⊙ r), stop_gradient(∇_θ f))``; ``reduce`` (e.g. a cross-replica mean) is applied to the gradient.
+
+    ``detach=False`` keeps the gradient differentiable (for second-order meta-gradients).
+    """
     with tf.GradientTape() as inner:
         inner.watch(theta)
         loss = task.loss(task.unflatten(theta * scale), batch)
-    if tape is not None:
-        with tape.stop_recording():
-            grad = inner.gradient(loss, theta)
-    else:
-        grad = inner.gradient(loss, theta)
-    return loss, tf.stop_gradient(grad)
+    grad = inner.gradient(loss, theta)
+    if reduce is not None:
+        grad = reduce(grad)
+    return loss, tf.stop_gradient(grad) if detach else grad
+
+
+class _Replicas:
+    """Data parallelism inside one unroll: each replica of ``strategy`` takes its slice of the minibatch, and the
+    optimizee gradients are averaged across replicas at every step, so θ follows the same trajectory everywhere and
+    equals the single-device run (the loss is a mean over examples and the slices have equal sizes)."""
+
+    def __init__(self, strategy: tf.distribute.Strategy | None):
+        self.strategy = strategy
+        self.count = 1 if strategy is None else int(strategy.num_replicas_in_sync)
+
+    def shard(self, batch):
+        if self.count == 1:
+            return batch
+        rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+
+        def take(t):
+            n = t.shape[0]
+            if n is None or n % self.count:
+                raise ValueError(f"the minibatch ({n}) must split evenly over {self.count} replicas; choose a "
+                                 f"batch size that is a multiple of {self.count}")
+            size = n // self.count
+            return t[rid * size:(rid + 1) * size]
+
+        return tf.nest.map_structure(take, batch)
+
+    def mean(self, value):
+        if self.count == 1:
+            return value
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, value)
 
 
 class Unroller:
@@ -59,46 +101,123 @@ class Unroller:
         jit_compile: XLA-compile each window (``"auto"`` = on GPU only).
         clip_norm: clip the meta-gradient to this global norm (``None`` = no clipping).
         teacher: the optimizer imitated in imitation windows (a functional baseline, e.g. Adam(0.01)).
+        strategy: a ``tf.distribute`` strategy whose replicas split each minibatch (see :class:`_Replicas`);
+            ``None`` = one device.
+        second_order: differentiate through the optimizee's gradients too (the exact meta-gradient of the
+            window, with Hessian-vector products); memory then grows with the optimizee's activations × the unroll.
+            Default: first-order, as in the paper.
+        forward_mode: compute first-order meta-gradients in forward mode (``None``: whenever the optimizer has
+            ``update_and_jacobian``, i.e. a :class:`~tf_symbolic_l2o.tune.TunableRule`; see ``_forward_window``).
     """
 
     def __init__(self, task: Task, l2o, meta_optimizer, unroll: int, jit_compile: Any = "auto",
-                 clip_norm: float | None = None, teacher=None):
+                 clip_norm: float | None = None, teacher=None, strategy: tf.distribute.Strategy | None = None,
+                 second_order: bool = False, forward_mode: bool | None = None):
         if unroll <= 0:
             raise ValueError(f"unroll must be positive, got {unroll}")
         self.task, self.l2o, self.meta_optimizer = task, l2o, meta_optimizer
         self.unroll = int(unroll)
         self.clip_norm = clip_norm
         self.teacher = teacher
+        self.second_order = bool(second_order)
+        can_forward = not self.second_order and hasattr(l2o, "update_and_jacobian")
+        if forward_mode and not can_forward:
+            raise ValueError("forward-mode meta-gradients need first-order mode and an optimizer with "
+                             "update_and_jacobian (a TunableRule)")
+        self.forward_mode = can_forward if forward_mode is None else bool(forward_mode)
         self.jit_compile = resolve_jit_compile(jit_compile)
-        self.train_window = tf.function(self._train_window, jit_compile=self.jit_compile)
-        self.imitation_window = tf.function(self._imitation_window, jit_compile=self.jit_compile)
+        self.replicas = _Replicas(strategy if strategy is not None and strategy.num_replicas_in_sync > 1 else None)
+        train, imitation = self._train_window, self._imitation_window
+        if self.replicas.count > 1:
+            train, imitation = self._distributed(train), self._distributed(imitation)
+        self.train_window = tf.function(train, jit_compile=self.jit_compile)
+        self.imitation_window = tf.function(imitation, jit_compile=self.jit_compile)
+
+    def _distributed(self, window):
+        """Run ``window`` on every replica; its outputs are identical across replicas (all-reduced), so the first
+        replica's are returned."""
+        strategy = self.replicas.strategy
+
+        def run(*args):
+            out = strategy.run(window, args=args)
+            return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], out)
+
+        return run
 
     def _apply_meta_gradient(self, meta_loss, tape):
         variables = self.l2o.trainable_variables
         grads = tape.gradient(meta_loss, variables)
+        return self._apply(grads)
+
+    def _apply(self, grads):
+        variables = self.l2o.trainable_variables
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        grads = [self.replicas.mean(g) for g in grads]
         norm = tf.linalg.global_norm(grads)
+        # a non-finite meta-gradient (an overflowing window) must not poison the weights: it becomes zero, and the
+        # returned norm (inf/NaN) shows it in metrics.csv
+        finite = tf.math.is_finite(norm)
+        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
         if self.clip_norm is not None:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+        if self.replicas.count > 1:  # Keras sums the replicas' gradients: hand it 1/R of the (identical) means
+            grads = [g / self.replicas.count for g in grads]
         self.meta_optimizer.apply_gradients(zip(grads, variables))
         return norm
 
     def _train_window(self, theta, state, step0, seed, scale):
         """One truncated window + meta-update. Returns ``(meta_loss, last_loss, grad_norm, θ, state)``."""
+        if self.forward_mode:
+            return self._forward_window(theta, state, step0, seed, scale)
         with tf.GradientTape() as tape:
             total = tf.constant(0.0)
+            surrogate = total  # Σ_k ⟨g_k, θ_k⟩: its φ-gradient is the meta-gradient (module docstring)
             loss = total
             for k in range(self.unroll + 1):
-                batch = self.task.sample_batch(step_seed(seed, step0 + k))
-                loss, grad = loss_and_grad(self.task, theta, scale, batch, tape)
+                if self.second_order:  # recorded: the meta-gradient flows through g_k(θ_k) too (Hessian terms)
+                    batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
+                    loss, grad = loss_and_grad(self.task, theta, scale, batch, self.replicas.mean, detach=False)
+                else:
+                    with tape.stop_recording():
+                        batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
+                        loss, grad = loss_and_grad(self.task, theta, scale, batch, self.replicas.mean)
+                    surrogate += tf.reduce_sum(grad * theta)
                 total += loss
                 if k == self.unroll:
                     break
                 delta, state = self.l2o.update(grad, state, step0 + k + 1)
                 theta = theta + delta
-        norm = self._apply_meta_gradient(total, tape)
-        return total / (self.unroll + 1), loss, norm, tf.stop_gradient(theta), tf.nest.map_structure(
-            tf.stop_gradient, state)
+        norm = self._apply_meta_gradient(total if self.second_order else surrogate, tape)
+        losses = self.replicas.mean(tf.stack([total / (self.unroll + 1), loss]))
+        return losses[0], losses[1], norm, tf.stop_gradient(theta), tf.nest.map_structure(tf.stop_gradient, state)
+
+    def _forward_window(self, theta, state, step0, seed, scale):
+        """The first-order window in forward mode, for optimizers with few weights φ (a tunable rule): carry
+        J_k = ∂θ_k/∂φ ([n, P]) along the unroll and accumulate Σ_k J_kᵀ g_k — the same meta-gradient as the
+        reverse-mode surrogate. Nothing is taped, so the steps run as a ``tf.while_loop`` and the memory is that of
+        plain training plus J, whatever the unroll length."""
+        (params,) = self.l2o.trainable_variables
+
+        def observe(theta, k):
+            batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
+            return loss_and_grad(self.task, theta, scale, batch, self.replicas.mean)
+
+        jac = tf.zeros([tf.shape(theta)[0], params.shape[0]], theta.dtype)
+        meta_grad = tf.zeros(params.shape, theta.dtype)
+        total = tf.constant(0.0)
+        for k in tf.range(self.unroll):
+            loss, grad = observe(theta, k)
+            total += loss
+            meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)
+            delta, d_delta, state = self.l2o.update_and_jacobian(grad, state, step0 + k + 1)
+            jac += d_delta
+            theta = theta + delta
+        loss, grad = observe(theta, self.unroll)  # the loss after the last update
+        total += loss
+        meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)
+        norm = self._apply([meta_grad])
+        losses = self.replicas.mean(tf.stack([total / (self.unroll + 1), loss]))
+        return losses[0], losses[1], norm, theta, state
 
     def _imitation_window(self, theta, state, teacher_state, step0, seed, scale):
         """Imitation learning: θ follows the teacher; the L2O is trained to match the teacher's steps (MSE)."""
@@ -106,14 +225,16 @@ class Unroller:
             total = tf.constant(0.0)
             loss = total
             for k in range(self.unroll):
-                batch = self.task.sample_batch(step_seed(seed, step0 + k))
-                loss, grad = loss_and_grad(self.task, theta, scale, batch, tape)
+                with tape.stop_recording():
+                    batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
+                    loss, grad = loss_and_grad(self.task, theta, scale, batch, self.replicas.mean)
                 target, teacher_state = self.teacher.update(grad, teacher_state, step0 + k + 1)
                 delta, state = self.l2o.update(grad, state, step0 + k + 1)
                 total += 0.5 * tf.reduce_mean(tf.square(delta - target)) / (self.l2o.output_scale ** 2)
                 theta = theta + target
         norm = self._apply_meta_gradient(total, tape)
-        return total / self.unroll, loss, norm, theta, tf.nest.map_structure(tf.stop_gradient, state), teacher_state
+        losses = self.replicas.mean(tf.stack([total / self.unroll, loss]))
+        return losses[0], losses[1], norm, theta, tf.nest.map_structure(tf.stop_gradient, state), teacher_state
 
 
 def make_rollout(task: Task, optimizer, jit_compile: Any = False):

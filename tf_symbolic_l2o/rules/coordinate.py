@@ -38,8 +38,8 @@ class RuleOptimizer:
 
     Args:
         rule: the symbolic rule.
-        constants: optional replacement for the rule's constants (pre-order), e.g. a trainable ``tf.Variable``
-            when the constants are meta-tuned.
+        constants: optional replacement for the rule's constants (pre-order): a vector, e.g. a trainable
+            ``tf.Variable``, or a callable returning one at every step (the meta-tuner's tied constants).
         name: label in reports.
     """
 
@@ -56,13 +56,21 @@ class RuleOptimizer:
         history = tf.zeros([self.memlen - 1, num_coords, self.features.num_features])
         return self.features.init_state([num_coords]), history
 
-    def forward(self, grad, state, step):
-        """``(raw f(x) [n], features [n, F], new_state)``."""
+    def inputs(self, grad, state, step):
+        """``(x [n, memlen·F], features [n, F], new_state)``: the rule's input window after this gradient."""
         feat_state, history = state
         feats, feat_state = self.features.update(feat_state, grad, step)
         x, history = lag_window(feats, history)
-        raw = self._f(x, self.constants)
-        return raw, feats, (feat_state, history)
+        return x, feats, (feat_state, history)
+
+    def raw(self, x):
+        """``f(x)`` with the current constants."""
+        return self._f(x, self.constants() if callable(self.constants) else self.constants)
+
+    def forward(self, grad, state, step):
+        """``(raw f(x) [n], features [n, F], new_state)``."""
+        x, feats, state = self.inputs(grad, state, step)
+        return self.raw(x), feats, state
 
     def update(self, grad, state, step):
         raw, _, state = self.forward(grad, state, step)

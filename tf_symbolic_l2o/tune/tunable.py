@@ -115,17 +115,19 @@ class TunableRule(tf.Module):
         return self._optimizer.update(grad, state, step)
 
     def update_and_jacobian(self, grad, state, step):
-        """``(Δ [n], ∂Δ/∂parameters [n, P], new_state)`` with the gradient held fixed: forward-mode derivatives, one
-        per parameter (a rule has a handful), so first-order meta-tuning needs no tape over the unroll."""
+        """``(Δ [n], ∂Δ/∂parameters [n, P], new_state)`` with the gradient held fixed, for first-order meta-tuning
+        without a tape over the unroll. The rule is elementwise, so giving every coordinate its own copy of each
+        constant turns one reverse pass into all the per-coordinate derivatives ∂Δ_i/∂c_k; the chain rule through
+        the (tied, relative) parameters is a [K, P] matrix."""
         x, _, state = self._optimizer.inputs(grad, state, step)
-        delta = self.output_scale * self._optimizer.raw(x)
-        eye = tf.eye(self.params.shape[0], dtype=self.params.dtype)
-        columns = []
-        for p in range(self.params.shape[0]):
-            with tf.autodiff.ForwardAccumulator(self.params, eye[p]) as acc:
-                out = self._optimizer.raw(x)
-            columns.append(acc.jvp(out, unconnected_gradients=tf.UnconnectedGradients.ZERO))
-        return delta, self.output_scale * tf.stack(columns, axis=-1), state
+        n = tf.shape(x)[0]
+        copies = [tf.fill([n], c) for c in tf.unstack(self.constants())]
+        with tf.GradientTape() as tape:
+            tape.watch(copies)
+            raw = self._optimizer._f(x, copies)
+        d_const = tape.gradient(raw, copies, unconnected_gradients=tf.UnconnectedGradients.ZERO)  # K × [n]
+        jac = tf.matmul(tf.stack(d_const, axis=1), self._selection)  # [n, K] @ [K, P]
+        return self.output_scale * raw, self.output_scale * jac, state
 
     def tuned_rule(self, **metadata) -> Rule:
         """The rule with the current parameter values, in the canonical format (``metadata`` is merged in)."""

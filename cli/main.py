@@ -5,6 +5,7 @@ Commands::
     tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
     tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
     tfl2o tune      meta-tune a symbolic rule's constants (or the ψ family) on a CNN or ResNet
+    tfl2o benchmark tuned baselines vs the shipped learned and symbolic optimizers on a task suite
     tfl2o record    record an optimizer's behaviour as a symbolic-regression dataset (.npy + manifest)
     tfl2o distill   distill a behaviour dataset into a symbolic rule (gplearn; operon optional)
     tfl2o show      print a rule (formula, LaTeX, features, R²)
@@ -700,6 +701,11 @@ class _progress_bar:
         if self._bar is not None:
             self._bar.__exit__(*exc)
         return False
+
+
+from cli.benchmark_cmd import benchmark  # noqa: E402 - its own module; registered like the commands above
+
+app.command()(cli_errors(benchmark))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,62 @@
+"""``tfl2o benchmark``: run a benchmark suite (tuned baselines vs the shipped learned and symbolic optimizers) and
+write its report. The library does the work (:mod:`tf_symbolic_l2o.benchmark`); this module only parses options.
+
+Registered on the app in ``cli/main.py`` with ``app.command()(cli_errors(benchmark))``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+SUITE_NAMES = ("smoke", "full")
+
+
+def benchmark(
+    suite: Annotated[str, typer.Option(
+        help="Task suite: 'smoke' (3 small tasks, 1 seed, seconds) or 'full' (8 tasks in 4 tiers).")] = "smoke",
+    out: Annotated[Path, typer.Option("--out", "-d", help="Output folder: cached runs, index.json, report/.")] = Path(
+        "runs/benchmark"),
+    seeds: Annotated[Optional[int], typer.Option(
+        help="Number of final seeds (seeds 0…N−1).", show_default="the suite's (smoke 1, full 3)")] = None,
+    report_only: Annotated[bool, typer.Option(
+        "--report-only", help="Rebuild the report from the saved curves in --out without running anything.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not print a line per finished step.")] = False,
+    readme: Annotated[Optional[Path], typer.Option(
+        help="Also write the results table and plots into this README, between its 'tfl2o benchmark results' "
+             "marker lines.")] = None,
+) -> None:
+    """Benchmark tuned baselines (Adam, AdamW, SGD+momentum, RMSprop, Lion) against the shipped learned and symbolic
+    optimizers on a task suite; cached runs are reused, and the report is written to OUT/report."""
+    if suite not in SUITE_NAMES:
+        raise ValueError(f"--suite takes {' or '.join(SUITE_NAMES)}, got {suite!r}")
+    if seeds is not None and seeds <= 0:
+        raise ValueError(f"--seeds must be a positive integer, got {seeds}")
+
+    def log(msg: str) -> None:
+        typer.echo(msg)
+
+    from tf_symbolic_l2o.benchmark.report import REPORT_DIR, build_report
+
+    if report_only:
+        folder = build_report(out)
+    else:
+        from tf_symbolic_l2o.benchmark.runner import run_benchmark
+        from tf_symbolic_l2o.benchmark.suite import get_suite
+
+        s = get_suite(suite, seeds)
+        log(f"benchmark suite {s.name}: {len(s.tasks)} tasks, {len(s.optimizers)} optimizers, final seeds "
+            f"{list(s.final_seeds)}, output {out}")
+        runner = run_benchmark(s, out, log=None if no_progress else log)
+        if no_progress:
+            log(f"{runner.executed} runs computed, {runner.reused} loaded from the cache")
+        folder = out / REPORT_DIR
+    log(f"report written to {folder} (results.md, metrics.csv, profile.csv, loss_curves.png, "
+        f"performance_profile.png, cost.png)")
+    if readme is not None:
+        from tf_symbolic_l2o.benchmark.report import write_into_readme
+
+        write_into_readme(folder, readme)
+        log(f"results table written into {readme}")

@@ -1,0 +1,232 @@
+"""The benchmark report, built from the saved curves alone (:func:`build_report` never runs an optimizer).
+
+``OUT/report/`` holds:
+
+* ``metrics.csv`` — :func:`~tf_symbolic_l2o.benchmark.metrics.task_metrics` (one row per task and optimizer);
+* ``profile.csv`` — the Dolan–Moré performance profile over tasks (final training loss);
+* ``results.md`` — the markdown results tables (one per task, grouped by tier) and the profile summary;
+* ``loss_curves.png`` — training loss vs step per task, mean ± std bands over the final seeds;
+* ``performance_profile.png`` — ρ_s(τ) per optimizer;
+* ``cost.png`` — wall time per step and optimizer-state bytes per parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from tf_symbolic_l2o.benchmark.metrics import performance_profile, task_metrics
+from tf_symbolic_l2o.io import atomic_directory
+
+REPORT_DIR = "report"
+REPORT_FILES = ("metrics.csv", "profile.csv", "results.md", "loss_curves.png", "performance_profile.png", "cost.png")
+
+
+def _label(name: str) -> str:
+    from tf_symbolic_l2o.benchmark.optimizers import LABELS
+
+    return LABELS.get(name, name)
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    return f"{x:.{digits}g}"
+
+
+def _test_cell(row) -> str:
+    if math.isnan(row.test_metric_mean):
+        return "—"
+    if row.test_metric == "test_accuracy":
+        return f"{100 * row.test_metric_mean:.2f} % ± {100 * row.test_metric_std:.2f}"
+    return f"{_fmt(row.test_metric_mean)} ± {_fmt(row.test_metric_std, 2)}"
+
+
+def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, suite: dict | None = None) -> str:
+    """The results as markdown: protocol line, one table per task (grouped by tier), and the profile summary."""
+    lines = ["# Benchmark results", ""]
+    if suite:
+        lines += [f"Suite `{suite.get('name', '?')}`: learning rates tuned on selection seeds "
+                  f"{suite.get('selection_seeds')} ({suite.get('tune_split')} split), reported runs on final seeds "
+                  f"{suite.get('final_seeds')} ({suite.get('final_split')} split). Learned and symbolic optimizers "
+                  "run untuned. Final loss = mean of the last 10 % of steps; mean ± std over final seeds. "
+                  "Steps to Adam@50 %/100 %: first step at which the smoothed mean curve reaches tuned Adam's loss "
+                  "at half / all of the budget; speed-up = Adam's steps to its final loss ÷ the optimizer's.", ""]
+    header = ("| optimizer | lr | final train loss | test metric | steps to Adam@50 % | steps to Adam@100 % | "
+              "speed-up vs Adam | diverged | ms/step | state B/param |")
+    for tier in dict.fromkeys(metrics["tier"]):
+        lines += [f"## {tier}", ""]
+        for task in dict.fromkeys(metrics.loc[metrics["tier"] == tier, "task"]):
+            sub = metrics[metrics["task"] == task]
+            first = sub.iloc[0]
+            lines += [f"### {task} ({int(first.steps)} steps, {int(first.num_params)} parameters, "
+                      f"{int(first.seeds)} seed{'s' if first.seeds > 1 else ''}; test metric: "
+                      f"{first.test_metric.replace('_', ' ')})", "", header, "|---" * 10 + "|"]
+            best = sub["final_loss_mean"].min()
+            for _, r in sub.iterrows():
+                fl = f"{_fmt(r.final_loss_mean)} ± {_fmt(r.final_loss_std, 2)}"
+                if r.final_loss_mean == best:
+                    fl = f"**{fl}**"
+                untuned = r.learning_rate is None or (isinstance(r.learning_rate, float) and math.isnan(r.learning_rate))
+                lr = "untuned" if untuned else f"{r.learning_rate:g}"
+                steps50 = _fmt(r.steps_to_adam50) if not math.isnan(r.steps_to_adam50) else "not reached"
+                steps100 = _fmt(r.steps_to_adam100) if not math.isnan(r.steps_to_adam100) else "not reached"
+                lines.append(f"| {_label(r.optimizer)} | {lr} | {fl} | {_test_cell(r)} | {steps50} | {steps100} | "
+                             f"{_fmt(r.speedup_vs_adam, 3)} | {100 * r.divergence_rate:.0f} % | "
+                             f"{r.ms_per_step:.3f} | {r.state_bytes_per_param:.0f} |")
+            lines.append("")
+    if profile is not None and len(profile):
+        lines += ["## Performance profile (final training loss, all tasks)", "",
+                  "ρ(τ): fraction of tasks on which the optimizer's mean final loss is within a factor τ of the "
+                  "best.",
+                  "", "| optimizer | ρ(1) (best) | ρ(1.1) | ρ(2) | ρ(10) |", "|---|---|---|---|---|"]
+        taus = profile["tau"].to_numpy()
+        for opt in [c for c in profile.columns if c != "tau"]:
+            vals = profile[opt].to_numpy()
+
+            def at(t):
+                idx = np.nonzero(taus <= t)[0]
+                return vals[idx[-1]] if idx.size else 0.0
+
+            lines.append(f"| {_label(opt)} | {at(1.0):.2f} | {at(1.1):.2f} | {at(2.0):.2f} | {at(10.0):.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curves(records: Sequence, path: str | Path) -> None:
+    """One panel per task: training loss vs step, mean ± std over final seeds, per optimizer (log scale)."""
+    plt = _plt()
+    final = [r for r in records if r.phase == "final"]
+    tasks = list(dict.fromkeys(r.task for r in final))
+    opts = list(dict.fromkeys(r.optimizer for r in final))
+    cols = min(3, max(1, len(tasks)))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    colors = {o: plt.cm.tab10(i % 10) for i, o in enumerate(opts)}
+    for ax, task in zip(axes.flat, tasks):
+        positive = True
+        for opt in opts:
+            rs = sorted((r for r in final if r.task == task and r.optimizer == opt), key=lambda r: r.seed)
+            if not rs:
+                continue
+            curves = np.stack([np.asarray(r.losses, np.float64) for r in rs])
+            mean, std = curves.mean(0), curves.std(0)
+            x = np.arange(1, len(mean) + 1)
+            lr = rs[0].learning_rate
+            ax.plot(x, mean, color=colors[opt], lw=1.2,
+                    label=f"{_label(opt)}" + (f" ({lr:g})" if lr is not None else ""))
+            ax.fill_between(x, np.maximum(mean - std, 1e-12), mean + std, color=colors[opt], alpha=0.2, lw=0)
+            positive &= bool(np.all(mean[np.isfinite(mean)] > 0))
+        if positive:
+            ax.set_yscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_performance_profile(profile: pd.DataFrame, path: str | Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for opt in [c for c in profile.columns if c != "tau"]:
+        ax.step(profile["tau"], profile[opt], where="post", label=_label(opt))
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("τ (ratio to the best final loss)")
+    ax.set_ylabel("fraction of tasks ρ(τ)")
+    ax.set_title("performance profile (Dolan–Moré)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_cost(metrics: pd.DataFrame, path: str | Path) -> None:
+    """Bars per optimizer: median wall time per step over tasks, and optimizer-state bytes per parameter."""
+    plt = _plt()
+    agg = metrics.groupby("optimizer", sort=False).agg(ms=("ms_per_step", "median"),
+                                                       mem=("state_bytes_per_param", "median"))
+    labels = [_label(o) for o in agg.index]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    a1.bar(labels, agg["ms"], color="tab:blue")
+    a1.set_ylabel("ms per step (median over tasks)")
+    a2.bar(labels, agg["mem"], color="tab:orange")
+    a2.set_ylabel("optimizer state, bytes / parameter")
+    for a in (a1, a2):
+        a.tick_params(axis="x", rotation=45, labelsize=7)
+        for lab in a.get_xticklabels():
+            lab.set_horizontalalignment("right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_report(out_dir: str | Path, records: Sequence | None = None, suite_config: dict | None = None) -> Path:
+    """Write ``out_dir/report/`` (see the module docstring) from saved runs: ``records`` if given, otherwise the
+    runs listed in ``out_dir/index.json``. Returns the report folder."""
+    from tf_symbolic_l2o.benchmark.runner import load_records
+
+    out_dir = Path(out_dir)
+    if records is None:
+        records, suite_config = load_records(out_dir)
+    metrics = task_metrics(records)
+    if metrics.empty:
+        raise ValueError(f"no final runs to report in {out_dir}")
+    profile = performance_profile(metrics)
+    with atomic_directory(out_dir / REPORT_DIR) as tmp:
+        metrics.to_csv(tmp / "metrics.csv", index=False)
+        profile.to_csv(tmp / "profile.csv", index=False)
+        (tmp / "results.md").write_text(markdown_table(metrics, profile, suite_config), encoding="utf-8")
+        plot_loss_curves(records, tmp / "loss_curves.png")
+        plot_performance_profile(profile, tmp / "performance_profile.png")
+        plot_cost(metrics, tmp / "cost.png")
+    return out_dir / REPORT_DIR
+
+
+#: The README block that :func:`write_into_readme` replaces.
+README_START = "<!-- tfl2o benchmark results: start (generated by `tfl2o benchmark --readme README.md`) -->"
+README_END = "<!-- tfl2o benchmark results: end -->"
+
+
+def write_into_readme(report_dir: str | Path, readme: str | Path, image_prefix: str | None = None) -> Path:
+    """Put ``report_dir/results.md`` (and its plots) between :data:`README_START` and :data:`README_END` in
+    ``readme``, atomically; the table is never typed by hand. ``image_prefix`` is how the README reaches
+    ``report_dir`` (default: its path relative to the README's folder)."""
+    import os
+
+    from tf_symbolic_l2o.io import atomic_write_text
+
+    report_dir, readme = Path(report_dir), Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(
+            README_END):
+        raise ValueError(f"{readme} needs one '{README_START}' line and one '{README_END}' line after it, where the "
+                         f"results go")
+    table = (report_dir / "results.md").read_text(encoding="utf-8").strip()
+    prefix = image_prefix if image_prefix is not None else os.path.relpath(report_dir, readme.parent)
+    images = (f"\n\n![loss curves]({prefix}/loss_curves.png)\n![performance profile]({prefix}/performance_profile.png)"
+              f"\n![time and memory]({prefix}/cost.png)")
+    head, rest = text.split(README_START)
+    _, tail = rest.split(README_END)
+    atomic_write_text(readme, f"{head}{README_START}\n{table}{images}\n{README_END}{tail}")
+    return readme

@@ -267,6 +267,13 @@ def test_readme_table_is_generated_from_saved_curves(smoke, tmp_path):
     assert "old typed table" not in text and table in text
     assert text.startswith("# title\n\nbefore\n\n") and text.endswith(f"{README_END}\n\nafter\n")
     assert "loss_curves.png" in text
+    # the symbolic rule's fidelity comes from its own rule.json (R² written by `tfl2o distill`)
+    import json
+
+    from tf_symbolic_l2o.optimizers.presets import saved_models_dir
+
+    r2 = json.loads((saved_models_dir() / "symbolic_rp" / "rule.json").read_text())["metadata"]["r2_test"]
+    assert "R² vs teacher" in table and f"| symbolic RP | {r2:.3f} |" in table
     readme.write_text("no block here\n")
     res = CliRunner().invoke(app, ["benchmark", "--out", str(out), "--report-only", "--readme", str(readme)])
     assert res.exit_code == 2 and readme.read_text() == "no block here\n"  # left untouched

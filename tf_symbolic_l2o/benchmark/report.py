@@ -96,7 +96,43 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
 
             lines.append(f"| {_label(opt)} | {at(1.0):.2f} | {at(1.1):.2f} | {at(2.0):.2f} | {at(10.0):.2f} |")
         lines.append("")
+    lines += symbolic_lines(metrics)
     return "\n".join(lines)
+
+
+#: The learned optimizer the symbolic rules are compared with in closed loop (the suite's LSTM).
+LSTM_REFERENCE = "rp_mnist_mlp"
+
+
+def symbolic_lines(metrics: pd.DataFrame) -> list[str]:
+    """Markdown for the symbolic rules: the test R² of each distilled rule against its LSTM teacher (from the rule's
+    own metadata, written by ``tfl2o distill``) and the closed-loop gap on every task: the rule's mean final loss
+    ÷ the suite's LSTM optimizer's, on the same seeds."""
+    from tf_symbolic_l2o.benchmark.optimizers import RULES, artifact_path
+    from tf_symbolic_l2o.rules import Rule
+
+    rules = [o for o in dict.fromkeys(metrics["optimizer"]) if o in RULES]
+    lstm = metrics[metrics["optimizer"] == LSTM_REFERENCE].set_index("task")["final_loss_mean"]
+    if not rules:
+        return []
+    tasks = list(dict.fromkeys(metrics["task"]))
+    lines = ["## Symbolic rules: fidelity and closed-loop gap", "",
+             f"R² = test R² of the distilled rule against its LSTM teacher's steps (`tfl2o distill`; — for a "
+             f"meta-tuned rule, which imitates nothing). Gap = the rule's mean final loss ÷ {_label(LSTM_REFERENCE)}'s "
+             f"on the same task and seeds (< 1: the rule is better).", "",
+             "| rule | R² vs teacher | " + " | ".join(tasks) + " |", "|---" * (2 + len(tasks)) + "|"]
+    for name in rules:
+        meta = Rule.load(artifact_path(name) / "rule.json").metadata
+        r2 = meta.get("r2_test")
+        cells = []
+        for task in tasks:
+            row = metrics[(metrics["optimizer"] == name) & (metrics["task"] == task)]
+            ref = lstm.get(task)
+            ok = len(row) and ref is not None and ref > 0 and np.isfinite(row["final_loss_mean"].iloc[0])
+            cells.append(f"{row['final_loss_mean'].iloc[0] / ref:.2f}" if ok else "—")
+        lines.append(f"| {_label(name)} | {'—' if r2 is None else f'{r2:.3f}'} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def _plt():

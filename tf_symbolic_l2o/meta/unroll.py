@@ -206,6 +206,8 @@ class Unroller:
         meta_grad = tf.zeros(params.shape, theta.dtype)
         total = tf.constant(0.0)
         for k in tf.range(self.unroll):
+            # one step at a time: overlapping iterations would hold two steps' n × P temporaries at once
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             loss, grad = observe(theta, k)
             total += loss
             meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)

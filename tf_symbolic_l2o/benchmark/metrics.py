@@ -5,13 +5,14 @@ Per task and optimizer, over the final seeds:
 * ``final_loss_mean/std`` — final training loss: mean of the last 10 % of steps of each run
   (:func:`tf_symbolic_l2o.meta.evaluate.final_loss`), then mean ± std over seeds;
 * ``test_metric_mean/std`` — test accuracy (classification) or test loss (other tasks) after the last step;
-* ``steps_to_adam50`` / ``steps_to_adam100`` — the first step at which the optimizer's smoothed mean curve reaches
-  tuned Adam's smoothed loss at 50 % / 100 % of the budget (NaN: never reached). The smoothed curve at step t is the
-  mean of the mean-over-seeds loss over the trailing window of 10 % of the budget, so Adam's value at 100 % is
-  exactly its final loss;
-* ``speedup_vs_adam`` — Adam's steps to its own final loss divided by the optimizer's (> 1: faster; NaN: never);
+* ``steps_to_adam50`` / ``steps_to_adam100`` (``_std``, ``_reached``) — per seed, the first step at which the run's
+  smoothed curve reaches tuned Adam's targets: the smoothed mean-over-seeds Adam loss at 50 % / 100 % of the budget
+  (the smoothed curve at step t is the mean loss over the trailing window of 10 % of the budget, so Adam's value at
+  100 % is its final loss); mean ± std over the seeds that reach it, and how many do;
+* ``speedup_vs_adam`` (``_std``, ``_reached``) — per seed, the steps Adam's mean curve needs to reach its own final
+  loss divided by the run's steps to it (> 1: faster); mean ± std over the seeds that reach it;
 * ``divergence_rate`` — fraction of final runs that diverged (:func:`is_diverged`);
-* ``ms_per_step`` — wall time per step (compiled rollout, tracing excluded), mean over runs;
+* ``ms_per_step`` (``_std``) — wall time per step (compiled rollout, tracing excluded), mean ± std over runs;
 * ``state_bytes_per_param`` — optimizer-state bytes per optimized parameter.
 
 Across tasks, :func:`performance_profile` gives the Dolan–Moré profile ρ_s(τ) = fraction of tasks on which solver s
@@ -113,6 +114,7 @@ def task_metrics(records: Sequence, reference: str = "adam") -> pd.DataFrame:
         row = {"task": task, "tier": rs[0].tier, "optimizer": opt, "learning_rate": rs[0].learning_rate,
                "seeds": len(rs), "steps": int(rs[0].steps),
                "final_loss_mean": float(np.mean(finals)), "final_loss_std": float(np.std(finals)),
+               "final_loss_by_seed": [float(v) for v in finals],  # in seed order (paired across optimizers)
                "test_metric": test_name,
                "test_metric_mean": float(np.nanmean(tests)) if np.any(np.isfinite(tests)) else float("nan"),
                "test_metric_std": float(np.nanstd(tests)) if np.any(np.isfinite(tests)) else float("nan"),
@@ -120,16 +122,22 @@ def task_metrics(records: Sequence, reference: str = "adam") -> pd.DataFrame:
                "ms_per_step": 1000.0 * float(np.mean([r.seconds_per_step for r in rs])),
                "state_bytes_per_param": float(rs[0].state_bytes_per_param),
                "num_params": int(rs[0].num_params)}
-        mean_curve = smoothed(np.mean(curves, axis=0)) if np.all(np.isfinite(curves)) else \
-            smoothed(np.where(np.isfinite(curves), curves, np.inf).mean(axis=0))
+        row["ms_per_step_std"] = 1000.0 * float(np.std([r.seconds_per_step for r in rs]))
+        # per seed: each run's smoothed curve against tuned Adam's targets, then mean ± std over the seeds that
+        # reach them (``*_reached`` counts those)
+        smooth = [smoothed(c) if np.all(np.isfinite(c)) else None for c in curves]
         if task in targets:
             t50, t100, adam_steps = targets[task]
-            row["steps_to_adam50"] = _first_reach(mean_curve, t50)
-            row["steps_to_adam100"] = _first_reach(mean_curve, t100)
-            row["speedup_vs_adam"] = adam_steps / row["steps_to_adam100"] if np.isfinite(row["steps_to_adam100"]) \
-                else float("nan")
+            s50 = np.array([_first_reach(c, t50) if c is not None else np.nan for c in smooth])
+            s100 = np.array([_first_reach(c, t100) if c is not None else np.nan for c in smooth])
+            speed = adam_steps / s100
         else:
-            row["steps_to_adam50"] = row["steps_to_adam100"] = row["speedup_vs_adam"] = float("nan")
+            s50 = s100 = speed = np.full(len(rs), np.nan)
+        for name, values in (("steps_to_adam50", s50), ("steps_to_adam100", s100), ("speedup_vs_adam", speed)):
+            ok = np.isfinite(values)
+            row[name] = float(np.mean(values[ok])) if ok.any() else float("nan")
+            row[f"{name}_std"] = float(np.std(values[ok])) if ok.any() else float("nan")
+            row[f"{name}_reached"] = int(ok.sum())
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:  # tiers in protocol order, tasks in suite order, then best final loss first
@@ -170,3 +178,19 @@ def performance_profile(metrics: pd.DataFrame, measure: str = "final_loss_mean",
         r = ratio[opt].to_numpy()
         prof[opt] = [(r <= t).mean() for t in taus]
     return pd.DataFrame(prof)
+
+
+def profile_by_seed(metrics: pd.DataFrame, taus: Sequence[float]) -> pd.DataFrame:
+    """ρ_s(τ) at the given τ computed separately for each final seed (each seed's final losses; the seeds are
+    paired across optimizers), then mean and std over the seeds: columns ``optimizer``, ``tau``, ``mean``, ``std``."""
+    n = int(metrics["seeds"].min())
+    per_seed = []
+    for k in range(n):
+        one = metrics.assign(_seed=[losses[k] for losses in metrics["final_loss_by_seed"]])
+        prof = performance_profile(one, measure="_seed", taus=taus)
+        per_seed.append(prof.drop(columns="tau").to_numpy())
+    stack = np.stack(per_seed)  # [seed, tau, optimizer]
+    optimizers = [c for c in performance_profile(metrics, taus=taus).columns if c != "tau"]
+    rows = [{"optimizer": opt, "tau": float(t), "mean": float(stack[:, i, j].mean()), "std": float(stack[:, i, j].std())}
+            for j, opt in enumerate(optimizers) for i, t in enumerate(taus)]
+    return pd.DataFrame(rows)

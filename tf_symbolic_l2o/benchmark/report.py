@@ -48,6 +48,15 @@ def _test_cell(row) -> str:
     return f"{_fmt(row.test_metric_mean)} ± {_fmt(row.test_metric_std, 2)}"
 
 
+def _seeded(row, name: str, fmt: str, missing: str = "not reached") -> str:
+    """``mean ± std`` over the seeds that reached the target, with ``(k/n seeds)`` when not all did."""
+    reached, n = int(row[f"{name}_reached"]), int(row.seeds)
+    if reached == 0:
+        return missing
+    text = f"{fmt.format(row[name])} ± {fmt.format(row[f'{name}_std'])}"
+    return text if reached == n else f"{text} ({reached}/{n} seeds)"
+
+
 def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, suite: dict | None = None) -> str:
     """The results as markdown: protocol line, one table per task (grouped by tier), and the profile summary."""
     lines = ["# Benchmark results", ""]
@@ -56,8 +65,10 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
                   f"{suite.get('selection_seeds')} ({suite.get('tune_split')} split), reported runs on final seeds "
                   f"{suite.get('final_seeds')} ({suite.get('final_split')} split). Learned and symbolic optimizers "
                   "run untuned. Final loss = mean of the last 10 % of steps; mean ± std over final seeds. "
-                  "Steps to Adam@50 %/100 %: first step at which the smoothed mean curve reaches tuned Adam's loss "
-                  "at half / all of the budget; speed-up = Adam's steps to its final loss ÷ the optimizer's.", ""]
+                  "Steps to Adam@50 %/100 %: per seed, the first step at which the run's smoothed curve reaches "
+                  "tuned Adam's (mean) loss at half / all of the budget; speed-up = Adam's steps to its final loss ÷ "
+                  "the run's; mean ± std over the seeds that reach it (how many, when not all). ms/step: mean ± "
+                  "std over runs. The learning rate and the state size are settings, not measurements.", ""]
     header = ("| optimizer | lr | final train loss | test metric | steps to Adam@50 % | steps to Adam@100 % | "
               "speed-up vs Adam | diverged | ms/step | state B/param |")
     for tier in dict.fromkeys(metrics["tier"]):
@@ -75,26 +86,26 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
                     fl = f"**{fl}**"
                 untuned = r.learning_rate is None or (isinstance(r.learning_rate, float) and math.isnan(r.learning_rate))
                 lr = "untuned" if untuned else f"{r.learning_rate:g}"
-                steps50 = _fmt(r.steps_to_adam50) if not math.isnan(r.steps_to_adam50) else "not reached"
-                steps100 = _fmt(r.steps_to_adam100) if not math.isnan(r.steps_to_adam100) else "not reached"
+                steps50 = _seeded(r, "steps_to_adam50", "{:.0f}")
+                steps100 = _seeded(r, "steps_to_adam100", "{:.0f}")
+                speed = _seeded(r, "speedup_vs_adam", "{:.2f}", missing="—")
                 lines.append(f"| {_label(r.optimizer)} | {lr} | {fl} | {_test_cell(r)} | {steps50} | {steps100} | "
-                             f"{_fmt(r.speedup_vs_adam, 3)} | {100 * r.divergence_rate:.0f} % | "
-                             f"{r.ms_per_step:.3f} | {r.state_bytes_per_param:.0f} |")
+                             f"{speed} | {100 * r.divergence_rate:.0f} % | "
+                             f"{r.ms_per_step:.3f} ± {r.ms_per_step_std:.3f} | {r.state_bytes_per_param:.0f} |")
             lines.append("")
     if profile is not None and len(profile):
+        from tf_symbolic_l2o.benchmark.metrics import profile_by_seed
+
+        taus = (1.0, 1.1, 2.0, 10.0)
+        by_seed = profile_by_seed(metrics, taus)
         lines += ["## Performance profile (final training loss, all tasks)", "",
-                  "ρ(τ): fraction of tasks on which the optimizer's mean final loss is within a factor τ of the "
-                  "best.",
+                  "ρ(τ): fraction of tasks on which the optimizer's final loss is within a factor τ of the best, "
+                  "computed for each final seed (seeds paired across optimizers); mean ± std over the seeds.",
                   "", "| optimizer | ρ(1) (best) | ρ(1.1) | ρ(2) | ρ(10) |", "|---|---|---|---|---|"]
-        taus = profile["tau"].to_numpy()
-        for opt in [c for c in profile.columns if c != "tau"]:
-            vals = profile[opt].to_numpy()
-
-            def at(t):
-                idx = np.nonzero(taus <= t)[0]
-                return vals[idx[-1]] if idx.size else 0.0
-
-            lines.append(f"| {_label(opt)} | {at(1.0):.2f} | {at(1.1):.2f} | {at(2.0):.2f} | {at(10.0):.2f} |")
+        for opt in dict.fromkeys(by_seed["optimizer"]):
+            sub = by_seed[by_seed["optimizer"] == opt]
+            cells = [f"{m:.2f} ± {sd:.2f}" for m, sd in zip(sub["mean"], sub["std"])]
+            lines.append(f"| {_label(opt)} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += symbolic_lines(metrics)
     return "\n".join(lines)
@@ -112,14 +123,14 @@ def symbolic_lines(metrics: pd.DataFrame) -> list[str]:
     from tf_symbolic_l2o.rules import Rule
 
     rules = [o for o in dict.fromkeys(metrics["optimizer"]) if o in RULES]
-    lstm = metrics[metrics["optimizer"] == LSTM_REFERENCE].set_index("task")["final_loss_mean"]
+    lstm = metrics[metrics["optimizer"] == LSTM_REFERENCE].set_index("task")["final_loss_by_seed"]
     if not rules:
         return []
     tasks = list(dict.fromkeys(metrics["task"]))
     lines = ["## Symbolic rules: fidelity and closed-loop gap", "",
              f"R² = test R² of the distilled rule against its LSTM teacher's steps (`tfl2o distill`; — for a "
-             f"meta-tuned rule, which imitates nothing). Gap = the rule's mean final loss ÷ {_label(LSTM_REFERENCE)}'s "
-             f"on the same task and seeds (< 1: the rule is better).", "",
+             f"meta-tuned rule, which imitates nothing). Gap = the rule's final loss ÷ {_label(LSTM_REFERENCE)}'s on "
+             f"the same task and seed (< 1: the rule is better), mean ± std over the seeds.", "",
              "| rule | R² vs teacher | " + " | ".join(tasks) + " |", "|---" * (2 + len(tasks)) + "|"]
     for name in rules:
         meta = Rule.load(artifact_path(name) / "rule.json").metadata
@@ -128,8 +139,11 @@ def symbolic_lines(metrics: pd.DataFrame) -> list[str]:
         for task in tasks:
             row = metrics[(metrics["optimizer"] == name) & (metrics["task"] == task)]
             ref = lstm.get(task)
-            ok = len(row) and ref is not None and ref > 0 and np.isfinite(row["final_loss_mean"].iloc[0])
-            cells.append(f"{row['final_loss_mean'].iloc[0] / ref:.2f}" if ok else "—")
+            if not len(row) or ref is None:
+                cells.append("—")
+                continue
+            gap = np.asarray(row["final_loss_by_seed"].iloc[0]) / np.asarray(ref)  # per seed, paired
+            cells.append(f"{gap.mean():.2f} ± {gap.std():.2f}" if np.all(np.isfinite(gap)) else "—")
         lines.append(f"| {_label(name)} | {'—' if r2 is None else f'{r2:.3f}'} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines

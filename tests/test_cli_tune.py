@@ -178,3 +178,18 @@ def test_tune_help_defaults_match_the_library():
             checked += 1
     assert checked >= 8
     assert TuneConfig(rule=__import__("tf_symbolic_l2o").psi_rule().to_dict()).task["batch_size"] == 64
+
+
+def test_tune_on_a_resnet(tmp_path):
+    """The CLI path the README shows for ResNets: a functional CIFAR ResNet-8 with BatchNorm, both meta-gradients."""
+    for order in ("--second-order", "--first-order"):
+        run_dir = tmp_path / order.strip("-")
+        result = invoke("tune", "symbolic_rp", "--task", "resnet", "--depth", "8", "--batch-size", "8", "--epochs",
+                        "1", "--epoch-len", "4", "--unroll", "2", "--val-every", "0", order, "--out", run_dir,
+                        "--no-progress")
+        assert result.exit_code == 0, result.output
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["task"]["name"] == "resnet" and config["second_order"] is (order == "--second-order")
+        tuned = Rule.from_dict(json.loads((run_dir / "rule.json").read_text()))
+        assert np.all(np.isfinite(tuned.constants))
+        assert tuned.constants != Rule.from_dict(config["rule"]).constants  # the meta-updates moved them

@@ -184,13 +184,10 @@ def profile_by_seed(metrics: pd.DataFrame, taus: Sequence[float]) -> pd.DataFram
     """ρ_s(τ) at the given τ computed separately for each final seed (each seed's final losses; the seeds are
     paired across optimizers), then mean and std over the seeds: columns ``optimizer``, ``tau``, ``mean``, ``std``."""
     n = int(metrics["seeds"].min())
-    per_seed = []
-    for k in range(n):
-        one = metrics.assign(_seed=[losses[k] for losses in metrics["final_loss_by_seed"]])
-        prof = performance_profile(one, measure="_seed", taus=taus)
-        per_seed.append(prof.drop(columns="tau").to_numpy())
-    stack = np.stack(per_seed)  # [seed, tau, optimizer]
-    optimizers = [c for c in performance_profile(metrics, taus=taus).columns if c != "tau"]
+    per_seed = [performance_profile(metrics.assign(_seed=[losses[k] for losses in metrics["final_loss_by_seed"]]),
+                                    measure="_seed", taus=taus).drop(columns="tau") for k in range(n)]
+    optimizers = list(per_seed[0].columns)  # the same pivot, so the same column order for every seed
+    stack = np.stack([p.to_numpy() for p in per_seed])  # [seed, tau, optimizer]
     rows = [{"optimizer": opt, "tau": float(t), "mean": float(stack[:, i, j].mean()), "std": float(stack[:, i, j].std())}
             for j, opt in enumerate(optimizers) for i, t in enumerate(taus)]
     return pd.DataFrame(rows)

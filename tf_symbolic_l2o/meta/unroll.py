@@ -144,6 +144,12 @@ class Unroller:
 
         return run
 
+    def _observe(self, theta, scale, seed, step, detach: bool = True):
+        """``(loss, grad)`` of this replica's slice of step ``step``'s minibatch, the gradient averaged over the
+        replicas (and detached unless ``detach=False``)."""
+        batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step)))
+        return loss_and_grad(self.task, theta, scale, batch, self.replicas.mean, detach=detach)
+
     def _apply_meta_gradient(self, meta_loss, tape):
         variables = self.l2o.trainable_variables
         grads = tape.gradient(meta_loss, variables)
@@ -175,12 +181,10 @@ class Unroller:
             loss = total
             for k in range(self.unroll + 1):
                 if self.second_order:  # recorded: the meta-gradient flows through g_k(θ_k) too (Hessian terms)
-                    batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
-                    loss, grad = loss_and_grad(self.task, theta, scale, batch, self.replicas.mean, detach=False)
+                    loss, grad = self._observe(theta, scale, seed, step0 + k, detach=False)
                 else:
                     with tape.stop_recording():
-                        batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
-                        loss, grad = loss_and_grad(self.task, theta, scale, batch, self.replicas.mean)
+                        loss, grad = self._observe(theta, scale, seed, step0 + k)
                     surrogate += tf.reduce_sum(grad * theta)
                 total += loss
                 if k == self.unroll:
@@ -198,23 +202,19 @@ class Unroller:
         plain training plus J, whatever the unroll length."""
         (params,) = self.l2o.trainable_variables
 
-        def observe(theta, k):
-            batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
-            return loss_and_grad(self.task, theta, scale, batch, self.replicas.mean)
-
         jac = tf.zeros([tf.shape(theta)[0], params.shape[0]], theta.dtype)
         meta_grad = tf.zeros(params.shape, theta.dtype)
         total = tf.constant(0.0)
         for k in tf.range(self.unroll):
             # one step at a time: overlapping iterations would hold two steps' n × P temporaries at once
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            loss, grad = observe(theta, k)
+            loss, grad = self._observe(theta, scale, seed, step0 + k)
             total += loss
             meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)
             delta, d_delta, state = self.l2o.update_and_jacobian(grad, state, step0 + k + 1)
             jac += d_delta
             theta = theta + delta
-        loss, grad = observe(theta, self.unroll)  # the loss after the last update
+        loss, grad = self._observe(theta, scale, seed, step0 + self.unroll)  # the loss after the last update
         total += loss
         meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)
         norm = self._apply([meta_grad])
@@ -228,8 +228,7 @@ class Unroller:
             loss = total
             for k in range(self.unroll):
                 with tape.stop_recording():
-                    batch = self.replicas.shard(self.task.sample_batch(step_seed(seed, step0 + k)))
-                    loss, grad = loss_and_grad(self.task, theta, scale, batch, self.replicas.mean)
+                    loss, grad = self._observe(theta, scale, seed, step0 + k)
                 target, teacher_state = self.teacher.update(grad, teacher_state, step0 + k + 1)
                 delta, state = self.l2o.update(grad, state, step0 + k + 1)
                 total += 0.5 * tf.reduce_mean(tf.square(delta - target)) / (self.l2o.output_scale ** 2)

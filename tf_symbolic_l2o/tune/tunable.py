@@ -55,6 +55,15 @@ def tied_constants(rule: Rule) -> list[int]:
     return list(tie)
 
 
+def check_tunable(rule: Rule) -> list[int]:
+    """The constant → parameter map of a rule that can be tuned (:func:`tied_constants`); ``ValueError`` when the
+    rule has no constants or a malformed tie."""
+    if not rule.constants:
+        raise ValueError(f"the rule {rule.infix!r} has no constants to tune; use a rule with constants (e.g. "
+                         f"one from 'tfl2o distill') or the ψ family ('psi')")
+    return tied_constants(rule)
+
+
 class TunableRule(tf.Module):
     """A symbolic rule whose constants are one trainable vector, usable wherever the engine takes an L2O.
 
@@ -70,10 +79,7 @@ class TunableRule(tf.Module):
         super().__init__(name=name)
         rule = as_rule(rule)
         values = rule.constants
-        if not values:
-            raise ValueError(f"the rule {rule.infix!r} has no constants to tune; use a rule with constants (e.g. "
-                             f"one from 'tfl2o distill') or the ψ family ('psi')")
-        tie = tied_constants(rule)
+        tie = check_tunable(rule)
         first = [tie.index(p) for p in range(max(tie) + 1)]
         start = np.asarray([values[i] for i in first], np.float64)
         self.rule = rule

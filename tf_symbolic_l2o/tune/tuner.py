@@ -26,7 +26,7 @@ import keras
 from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
 from tf_symbolic_l2o.rules.rule import Rule
 from tf_symbolic_l2o.tasks.registry import normalize_task_spec
-from tf_symbolic_l2o.tune.tunable import TunableRule
+from tf_symbolic_l2o.tune.tunable import TunableRule, check_tunable
 
 META_OPTIMIZERS = ("sgd", "adam")
 #: The default optimizee: the paper's small CNN on the offline MNIST subset at 32×32×3.
@@ -70,8 +70,7 @@ class TuneConfig(TrainConfig):
             raise ValueError("a tune config needs the starting rule (rule=...)")
         if isinstance(self.rule, Rule):
             self.rule = self.rule.to_dict()
-        rule = Rule.from_dict(self.rule)
-        TunableRule(rule)  # refuses rules without constants and malformed ties
+        check_tunable(Rule.from_dict(self.rule))  # refuses rules without constants and malformed ties
         if self.meta_optimizer not in META_OPTIMIZERS:
             raise ValueError(f"unknown meta-optimizer {self.meta_optimizer!r}; use one of {', '.join(META_OPTIMIZERS)}")
         if not 0.0 <= self.meta_momentum < 1.0:

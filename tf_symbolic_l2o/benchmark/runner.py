@@ -105,7 +105,7 @@ def load_record(stem: str | Path) -> RunRecord:
     stem = Path(stem)
     m = read_json(stem.with_suffix(".json"), "run manifest")
     try:
-        with np.load(stem.with_suffix(".npz")) as z:
+        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
             losses = np.asarray(z["losses"])
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"cannot read run curve {stem.with_suffix('.npz')} ({e}); delete it to re-run") from None

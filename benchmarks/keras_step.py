@@ -1,4 +1,4 @@
-"""Keras training-step cost of the library's optimizers: Adam vs SymbolicOptimizer (RP rule) vs LearnedOptimizer (RP).
+"""Keras training-step cost of the library's optimizers: Adam vs SymbolicRP() vs LearnedOptimizer (RP).
 
 Model: ``keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)`` (23.5 M trainable
 parameters; ``--model resnet20`` for the 0.27 M-parameter CIFAR ResNet-20), batch 32 of GENERATED data (N(0, 1)
@@ -17,7 +17,7 @@ images, uniform labels; no download), sparse categorical cross-entropy, ``model.
   h, c of two 20-unit layers = 80 floats more per coordinate = 328 B).
 
     python benchmarks/keras_step.py [--model resnet50] [--optimizers adam,symbolic,learned] [--repeats 5] \
-        [--steps 3] [--warmup 1] [--rule saved_models/.../rule.json] [--l2o saved_models/rp_mnist_mlp] \
+        [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] [--l2o saved_models/rp_mnist_mlp] \
         [--jit-compile auto|true|false] [--max-rss-gib G] [--no-memory] [--out benchmarks/results]
 
 Outputs: the table on stdout, ``<out>/keras_step.csv``, ``<out>/keras_step.png`` (median s/step with IQR error bars,
@@ -45,7 +45,7 @@ RESULT_TAG = "@@RESULT@@ "
 PHASE_TAG = "@@PHASE@@ "
 COLORS = {"adam": "tab:gray", "symbolic": "tab:blue", "learned": "tab:orange"}
 OPTIMIZERS = ("adam", "symbolic", "learned")
-LABELS = {"adam": "Adam(1e-3)", "symbolic": "SymbolicOptimizer(RP rule)", "learned": "LearnedOptimizer(RP LSTM)"}
+LABELS = {"adam": "Adam(1e-3)", "symbolic": "SymbolicRP()", "learned": "LearnedOptimizer(RP LSTM)"}
 # The paper's RP rule (Zheng et al. 2022, distilled from RNNprop): Δθ = 0.01·tanh(tanh(c0 + sinh((c1·m̃)³))).
 PAPER_RP_RULE = "tanh(tanh(0.024803324 + sinh(cube(-1.9923366 * mt_0))))"
 DEFAULT_L2O = "saved_models/rp_mnist_mlp"
@@ -86,9 +86,9 @@ def make_optimizer(name: str, args):
     if name == "adam":
         return keras.optimizers.Adam(1e-3)
     if name == "symbolic":
-        from tf_symbolic_l2o.optimizers import SymbolicOptimizer  # noqa: PLC0415
+        from tf_symbolic_l2o.optimizers import SymbolicOptimizer, SymbolicRP  # noqa: PLC0415
 
-        return SymbolicOptimizer(load_rule(args.rule))
+        return SymbolicRP() if args.rule == "default" else SymbolicOptimizer(load_rule(args.rule))
     if name == "learned":
         from tf_symbolic_l2o.learned.io import load_l2o  # noqa: PLC0415
         from tf_symbolic_l2o.optimizers import LearnedOptimizer  # noqa: PLC0415
@@ -372,7 +372,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="train_on_batch calls per timed block")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per optimizer after the first call")
     p.add_argument("--mem-steps", type=int, default=2, help="steps after the first call in each memory worker")
-    p.add_argument("--rule", default="paper", help="rule.json for SymbolicOptimizer ('paper': the paper's RP rule)")
+    p.add_argument("--rule", default="default",
+                   help="the symbolic optimizer's rule: 'default' (SymbolicRP() with its shipped rule), 'paper' (the "
+                        "paper's RP rule) or a rule.json")
     p.add_argument("--l2o", default=DEFAULT_L2O, help="saved learned optimizer for LearnedOptimizer")
     p.add_argument("--jit-compile", default="auto", help="model.compile(jit_compile=...): auto, true or false")
     p.add_argument("--max-rss-gib", type=float, default=None,
@@ -394,7 +396,7 @@ def main(argv=None) -> int:
         _parse_jit(args.jit_compile)
     except KeyError:
         p.error("--jit-compile must be auto, true or false")
-    if args.rule != "paper":
+    if args.rule not in ("paper", "default"):
         args.rule = _resolve(args.rule)
         if not Path(args.rule).is_file():
             p.error(f"rule file not found: {args.rule}")
@@ -471,7 +473,8 @@ def main(argv=None) -> int:
         reached = {k: v for ph in m.get("phases", []) for k, v in ph.items()}  # what a killed worker got to
         params = tm.get("params", m.get("params", reached.get("params")))
         sbytes = m.get("state_bytes", tm.get("state_bytes", reached.get("state_bytes")))
-        row = {"model": args.model, "optimizer": n, "label": LABELS[n], "batch_size": args.batch_size,
+        label = LABELS[n] if n != "symbolic" or args.rule == "default" else f"SymbolicOptimizer({args.rule} rule)"
+        row = {"model": args.model, "optimizer": n, "label": label, "batch_size": args.batch_size,
                "params": params, "state_bytes": sbytes,
                "state_bytes_per_param": (sbytes / params) if sbytes is not None and params else float("nan"),
                "state_mib": sbytes / 2**20 if sbytes is not None else float("nan")}

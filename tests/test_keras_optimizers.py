@@ -4,6 +4,7 @@ Values are checked against NumPy written here from the paper's formulas and agai
 optimizers (``RuleOptimizer``, ``CoordinatewiseLSTM.update``) driven on the flattened parameters.
 """
 
+import contextlib
 import json
 import os
 import pickle
@@ -791,19 +792,51 @@ def test_learned_optimizer_mixed_precision_and_non_finite(dtype_policy):
     assert all(np.all(np.isfinite(v.numpy())) for v in opt.variables)
 
 
-@pytest.mark.parametrize("rule", [RULE_A, RULE_B], ids=["A", "B"])
+# Δθ = 0.01 · (0.03 + 0.43 · tanh(−0.45 · sinh(3.95 · (0.011 + m̃))))     (SymbolicRP's shipped form: sinh, tanh)
+RULE_SINH = Rule.from_dict(rule_dict(
+    ["add", 0.03, ["mul", 0.43, ["tanh", ["mul", -0.45, ["sinh", ["mul", 3.95, ["add", 0.011, "mt_0"]]]]]]],
+    "mt+gt", output_scale=0.01))
+
+
+@pytest.mark.parametrize("rule", [RULE_A, RULE_B, RULE_SINH], ids=["A", "B", "sinh"])
 def test_fused_and_unfused_steps_agree(rule):
-    """The XLA-fused elementwise step (default) and the plain graph one give the same trajectory."""
+    """The three execution paths give the same trajectory on several variables: groups of variables in one XLA
+    cluster (default, no strategy), one XLA cluster per variable (under a tf.distribute strategy) and plain graph
+    ops."""
     rng = np.random.default_rng(3)
-    grads = rng.normal(size=(5, 4, 3)).astype("float32")
-    grads[2, 0, 1] = np.inf  # the finiteness guard behaves the same
-    results = []
-    for fused in (True, False):
-        var = tf.Variable(np.ones((4, 3), "float32"))
-        opt = SymbolicOptimizer(rule, fused=fused)
+    shapes = [(4, 3), (7,), (2, 2, 3)] + [(k,) for k in range(1, 11)]  # 13 variables: clusters of 10 and 3
+    grads = [[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(5)]
+    grads[2][0][0, 1] = np.inf  # the finiteness guard behaves the same
+    results = {}
+    for path, fused, strategy in [("all", True, None), ("per-variable", True, tf.distribute.OneDeviceStrategy("/cpu:0")),
+                                  ("unfused", False, None)]:
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            variables = [tf.Variable(np.ones(s, "float32")) for s in shapes]
+            opt = SymbolicOptimizer(rule, fused=fused)
         assert opt.get_config()["fused"] is fused
-        for g in grads:
-            opt.apply_gradients([(tf.constant(g), var)])
-        results.append(var.numpy())
-    assert np.all(np.isfinite(results[0]))
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-6, atol=1e-7)
+        calls = {"all": 0, "one": 0}
+
+        def counting(key, fn):
+            def wrapped(*args):
+                calls[key] += 1
+                return fn(*args)
+            return wrapped
+
+        opt._update_group, opt._update = counting("all", opt._update_group), counting("one", opt._update)
+        if fused:
+            opt._fused_update_group = tf.function(opt._update_group, jit_compile=True)
+            opt._fused_update = tf.function(opt._update, jit_compile=True)
+        step = tf.function(lambda g: opt.apply_gradients(zip(g, variables)))
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            for g in grads:
+                (strategy.run(step, args=([tf.constant(x) for x in g],)) if strategy
+                 else step([tf.constant(x) for x in g]))
+        results[path] = [v.numpy() for v in variables]
+        # which path ran (counted at trace time: the step function is traced once)
+        assert calls["all"] == (2 if path == "all" else 0), (path, calls)
+        assert calls["one"] > 0
+    assert all(np.all(np.isfinite(v)) for v in results["all"])
+    assert results["all"][0][0, 1] != 1.0 and np.any(results["all"][1] != 1.0)
+    for path in ("per-variable", "unfused"):
+        for a, b in zip(results["all"], results[path]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

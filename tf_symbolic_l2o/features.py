@@ -139,8 +139,12 @@ class FeatureSet:
         Returns:
             ``(features, new_state)``; ``features`` has shape ``g.shape + [num_features]``.
         """
+        new = self.advance(state, g)
+        return self.features(new, g, step), new
+
+    def advance(self, state: Mapping[str, tf.Tensor], g: tf.Tensor) -> dict:
+        """The state after gradient ``g`` (the first half of :meth:`update`)."""
         dtype = g.dtype
-        t = tf.cast(step, dtype)
         b1, b2 = tf.constant(self.beta1, dtype), tf.constant(self.beta2, dtype)
         new = {}
         if "m" in state:
@@ -154,7 +158,14 @@ class FeatureSet:
             key = f"v_{name}"
             if key in state:
                 new[key] = b2 * state[key] + (1.0 - b2) * tf.pow(tf.abs(g), p)
+        return new
 
+    def features(self, new: Mapping[str, tf.Tensor], g: tf.Tensor, step) -> tf.Tensor:
+        """The features of step ``step`` from the state ``new`` already advanced with ``g`` (the second half of
+        :meth:`update`), shape ``g.shape + [num_features]``."""
+        dtype = g.dtype
+        t = tf.cast(step, dtype)
+        b1, b2 = tf.constant(self.beta1, dtype), tf.constant(self.beta2, dtype)
         cache = {}
 
         def mhat():
@@ -189,7 +200,7 @@ class FeatureSet:
                 p = _MAGIC_P[n]
                 vhat_p = new[f"v_{n}"] / (1.0 - tf.pow(b2, t))
                 cols.append(mhat() / (_root(vhat_p, p) + MAGIC_EPS))
-        return tf.stack(cols, axis=-1), new
+        return tf.stack(cols, axis=-1)
 
     def config(self) -> dict:
         return {"names": self.spec, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -285,7 +285,20 @@ def _tf_exp(x):
 
 
 def _tf_sinh(x):
-    return tf.sinh(tf.clip_by_value(x, _c(-EXP_CLIP, x.dtype), _c(EXP_CLIP, x.dtype)))
+    """sinh(clip(x, ±50)). In float32 (and float16/bfloat16, computed in float32) it is evaluated from ONE exp,
+    ½(e − 1/e), and below |x| = ½ from its Taylor series to x⁷ (relative truncation error < 1e-8 there, which also
+    avoids the cancellation of e − 1/e): within 3e-7 relative of ``tf.sinh``, at about half the cost — XLA lowers
+    ``tf.sinh`` to two exp/expm1 evaluations, which made sinh the most expensive op of a fused optimizer step.
+    float64 keeps ``tf.sinh``."""
+    if x.dtype in _HALF:
+        return tf.cast(_tf_sinh(tf.cast(x, tf.float32)), x.dtype)
+    x = tf.clip_by_value(x, _c(-EXP_CLIP, x.dtype), _c(EXP_CLIP, x.dtype))
+    if x.dtype != tf.float32:
+        return tf.sinh(x)
+    e = tf.exp(x)
+    x2 = x * x
+    taylor = x * (1.0 + x2 * (1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (1.0 / 5040.0))))
+    return tf.where(tf.abs(x) < 0.5, taylor, 0.5 * (e - 1.0 / e))
 
 
 def _tf_pow(x, y):

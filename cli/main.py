@@ -586,6 +586,12 @@ def distill(
     generations: Annotated[Optional[int], typer.Option(help="gplearn generations.", show_default="20")] = None,
     parsimony: Annotated[Optional[float], typer.Option(help="gplearn parsimony coefficient.",
                                                        show_default="0.001")] = None,
+    max_evaluations: Annotated[Optional[int], typer.Option(help="operon: fitness evaluations.",
+                                                           show_default="50000")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="operon: largest expression (nodes).",
+                                                      show_default="25")] = None,
+    fit_rows: Annotated[Optional[int], typer.Option(help="operon: fit on at most this many training rows.",
+                                                    show_default="10000")] = None,
     test_fraction: Annotated[float, typer.Option(help="Held-out fraction of rows for the test R².")] = 0.2,
     max_train_rows: Annotated[Optional[int], typer.Option(help="Use at most this many training rows.")] = None,
     refit_constants: Annotated[bool, typer.Option(
@@ -593,7 +599,8 @@ def distill(
     seed: Annotated[int, typer.Option(help="Seed of the split and the search.")] = 0,
 ) -> None:
     """Distill a behaviour dataset into a symbolic rule (R², LaTeX, Pareto front)."""
-    _positive(max_train_rows=max_train_rows, population_size=population_size, generations=generations)
+    _positive(max_train_rows=max_train_rows, population_size=population_size, generations=generations,
+              max_evaluations=max_evaluations, max_length=max_length, fit_rows=fit_rows)
     from tf_symbolic_l2o.distill import distill_file, write_distill_report
 
     out = out or dataset.with_name(dataset.stem + "_distill")
@@ -601,6 +608,11 @@ def distill(
                                  "parsimony_coefficient": parsimony}.items() if v is not None}
     if options and backend != "gplearn":
         raise ValueError(f"--population-size/--generations/--parsimony apply to gplearn, not {backend!r}")
+    operon_options = {k: v for k, v in {"max_evaluations": max_evaluations, "max_length": max_length,
+                                        "max_rows": fit_rows}.items() if v is not None}
+    if operon_options and backend != "operon":
+        raise ValueError(f"--max-evaluations/--max-length/--fit-rows apply to operon, not {backend!r}")
+    options.update(operon_options)
     _print(f"distilling {dataset} with {backend} …")
     result = distill_file(dataset, None, backend=backend, test_fraction=test_fraction, seed=seed,
                           max_train_rows=max_train_rows, refit_constants=refit_constants, **options)

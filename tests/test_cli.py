@@ -308,6 +308,13 @@ def test_record_then_distill_sgd_teacher(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "d" / "report.json").read_text())
     assert report["metrics"]["r2_test"] > 0.999  # y = −2·g exactly
+    # options of the other backend are refused, one line, nothing written
+    assert_one_line_error(invoke("distill", data, "--max-length", "40", "--out", tmp_path / "x"), "operon")
+    assert_one_line_error(invoke("distill", data, "--backend", "operon", "--generations", "3",
+                                 "--out", tmp_path / "x"), "gplearn")
+    assert_one_line_error(invoke("distill", data, "--backend", "operon", "--fit-rows", "0",
+                                 "--out", tmp_path / "x"), "--fit-rows")
+    assert not (tmp_path / "x").exists()
     from tf_symbolic_l2o.rules import Rule
 
     rule = Rule.load(tmp_path / "d" / "rule.json")

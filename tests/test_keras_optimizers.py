@@ -462,6 +462,18 @@ def test_gradient_overflowing_the_state_is_skipped():
     np.testing.assert_allclose(var.numpy(), [1.0, 0.95], atol=1e-6)
 
 
+def test_non_finite_step_keeps_the_parameter_and_advances_the_state():
+    """A rule whose output overflows (finite gradient and state): the parameter stays, the state advances."""
+    rule = Rule.from_dict(rule_dict(["mul", 3e38, ["mul", 3e38, "mt_0"]], "mt"))  # ±inf wherever m̃ ≠ 0
+    var = keras.Variable([1.0, 2.0])
+    opt = SymbolicOptimizer(rule)
+    opt.apply_gradients([(np.array([0.5, 0.0], np.float32), var)])
+    np.testing.assert_array_equal(var.numpy(), [1.0, 2.0])  # 0: step inf → kept; 1: m̃ = 0 → step 0
+    m, v = (next(x.numpy() for x in opt.variables if x.path.endswith(name)) for name in ("_m", "_v"))
+    np.testing.assert_allclose(m, [0.05 * 0.5, 0.0], rtol=1e-6)  # (1 − β1)·g with β1 = 0.95
+    np.testing.assert_allclose(v, [0.05 * 0.25, 0.0], rtol=1e-6)
+
+
 def test_fit_with_inf_loss_keeps_weights_finite():
     x, y = tiny_data(8)
     y = y.copy()

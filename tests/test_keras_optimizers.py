@@ -804,7 +804,7 @@ def test_learned_optimizer_mixed_precision_and_non_finite(dtype_policy):
     assert all(np.all(np.isfinite(v.numpy())) for v in opt.variables)
 
 
-# Δθ = 0.01 · (0.03 + 0.43 · tanh(−0.45 · sinh(3.95 · (0.011 + m̃))))     (SymbolicRP's shipped form: sinh, tanh)
+# Δθ = 0.01 · (0.03 + 0.43 · tanh(−0.45 · sinh(3.95 · (0.011 + m̃))))   (SymbolicRP's shipped form: sinh, tanh)
 RULE_SINH = Rule.from_dict(rule_dict(
     ["add", 0.03, ["mul", 0.43, ["tanh", ["mul", -0.45, ["sinh", ["mul", 3.95, ["add", 0.011, "mt_0"]]]]]]],
     "mt+gt", output_scale=0.01))
@@ -820,13 +820,14 @@ def test_fused_and_unfused_steps_agree(rule):
     grads = [[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(5)]
     grads[2][0][0, 1] = np.inf  # the finiteness guard behaves the same
     results = {}
-    for path, fused, strategy in [("all", True, None), ("per-variable", True, tf.distribute.OneDeviceStrategy("/cpu:0")),
-                                  ("unfused", False, None)]:
+    paths = [("grouped", True, None), ("per-variable", True, tf.distribute.OneDeviceStrategy("/cpu:0")),
+             ("unfused", False, None)]
+    for path, fused, strategy in paths:
         with strategy.scope() if strategy else contextlib.nullcontext():
             variables = [tf.Variable(np.ones(s, "float32")) for s in shapes]
             opt = SymbolicOptimizer(rule, fused=fused)
         assert opt.get_config()["fused"] is fused
-        calls = {"all": 0, "one": 0}
+        calls = {"group": 0, "one": 0}
 
         def counting(key, fn):
             def wrapped(*args):
@@ -834,7 +835,7 @@ def test_fused_and_unfused_steps_agree(rule):
                 return fn(*args)
             return wrapped
 
-        opt._update_group, opt._update = counting("all", opt._update_group), counting("one", opt._update)
+        opt._update_group, opt._update = counting("group", opt._update_group), counting("one", opt._update)
         if fused:
             opt._fused_update_group = tf.function(opt._update_group, jit_compile=True)
             opt._fused_update = tf.function(opt._update, jit_compile=True)
@@ -845,10 +846,10 @@ def test_fused_and_unfused_steps_agree(rule):
                  else step([tf.constant(x) for x in g]))
         results[path] = [v.numpy() for v in variables]
         # which path ran (counted at trace time: the step function is traced once)
-        assert calls["all"] == (2 if path == "all" else 0), (path, calls)
+        assert calls["group"] == (2 if path == "grouped" else 0), (path, calls)
         assert calls["one"] > 0
-    assert all(np.all(np.isfinite(v)) for v in results["all"])
-    assert results["all"][0][0, 1] != 1.0 and np.any(results["all"][1] != 1.0)
+    assert all(np.all(np.isfinite(v)) for v in results["grouped"])
+    assert results["grouped"][0][0, 1] != 1.0 and np.any(results["grouped"][1] != 1.0)
     for path in ("per-variable", "unfused"):
-        for a, b in zip(results["all"], results[path]):
+        for a, b in zip(results["grouped"], results[path]):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -13,7 +13,8 @@ from tf_symbolic_l2o.rules.rule import as_rule
 
 
 # Variables per XLA cluster in a fused step (no tf.distribute). On ResNet-50 (161 variables, 2 CPU cores) ~10 gave
-# the shortest fit step among 1, ~10, ~40 and all 161 in one cluster (benchmarks/keras_step.py).
+# a shorter fit step than 1 (one launch per variable), ~40 or all 161 in one cluster; 5 and 20 were within noise
+# of 10.
 _VARIABLES_PER_CLUSTER = 10
 
 
@@ -44,8 +45,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
       g² overflowing float32), that coordinate is left unchanged for this step — its parameter, moments and lag
       history keep their old values (the step counter still advances); if only the rule's step is not finite,
       the state advances and the parameter stays. Finite coordinates are updated normally, so one bad gradient
-      entry never writes NaN into the parameters or the optimizer state. (``LossScaleOptimizer``, which ``compile`` adds under
-      ``mixed_float16``, already skips whole steps with non-finite gradients.)
+      entry never writes NaN into the parameters or the optimizer state. (``LossScaleOptimizer``, which
+      ``compile`` adds under ``mixed_float16``, already skips whole steps with non-finite gradients.)
     * **Precision**: features, state and the rule are computed in float32 for float16 and bfloat16 variables
       (their slots are float32) and the step is cast back to the variable's dtype; float32 and float64 variables
       are updated in their own dtype. Under ``mixed_float16`` / ``mixed_bfloat16`` policies the variables are
@@ -63,9 +64,10 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
             takes no arguments and returns the value to use: the multiplier on the rule's step. Defaults to 1.0.
         fused: run each step (features, rule, finiteness guard and the writes of state and variable) as
             XLA-compiled code, also when the model itself runs in graph mode: outside ``tf.distribute`` in
-            compiled functions of about ten variables each, under a strategy one per variable. Same values either way (to
-            float rounding); fusing brings the step cost to Adam's on CPU. The first step compiles (ResNet-50:
-            about 15 s more than Adam's first step). Defaults to True.
+            compiled functions of about ten variables each, under a strategy one per variable. Same values either
+            way (to float rounding); fusing brings the step cost close to Adam's on CPU (ResNet-50 ``fit`` step:
+            about 1.1× Adam's, against 2.2× unfused). The first step compiles (ResNet-50: about 20 s more than
+            Adam's first step). Defaults to True.
         {{base_args}}
 
     Reference:
@@ -115,8 +117,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         self._rule_fn = rule.tf_fn()
         self.fused = fused
         # XLA fuses the ~30 elementwise ops of a step, reads and writes of the state included, into one loop
-        # (graph mode runs every op as its own pass over the variable); on CPU that is what brings the step cost
-        # to Adam's level.
+        # (graph mode runs every op as its own pass over the variable).
         self._fused_update = tf.function(self._update, jit_compile=True)
         self._fused_update_group = tf.function(self._update_group, jit_compile=True)
 
@@ -153,8 +154,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # Outside tf.distribute, a fused optimizer updates its variables in XLA clusters of up to
         # _VARIABLES_PER_CLUSTER, in Keras' order: one launch per variable (ResNet-50: 161) costs more than the
-        # update itself on CPU, while a single cluster for all variables could start only once the last gradient
-        # exists. Each variable's update is still update_step's (``_update``). Under a strategy: Keras' path.
+        # update itself on CPU. Each variable's update is still update_step's (``_update``). Under a strategy:
+        # Keras' per-variable path.
         if not self.fused or tf.distribute.has_strategy():
             return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
         scalars = {}  # learning rate and step per compute dtype: read and cast once per step, not per variable

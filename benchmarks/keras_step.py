@@ -148,6 +148,21 @@ def _phase(name: str, **info) -> None:
     print(PHASE_TAG + json.dumps({"phase": name, "rss_mib": rss_mib(), **info}), file=sys.stderr, flush=True)
 
 
+def time_train_steps(model, x, y, steps: int) -> tuple[float, list[float], float]:
+    """The first ``train_on_batch`` (trace + run) timed alone, then ``steps`` more, each timed:
+    ``(first_s, step_seconds, last_loss)``."""
+    t0 = time.perf_counter()
+    loss = float(model.train_on_batch(x, y))
+    first = time.perf_counter() - t0
+    _phase("first train step done (trace + run)", first_call_s=first)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = float(model.train_on_batch(x, y))
+        times.append(time.perf_counter() - t0)
+    return first, times, loss
+
+
 def worker_memory(args) -> dict:
     """One optimizer alone: peak RSS, optimizer state, first-call and solo step times."""
     import numpy as np  # noqa: PLC0415
@@ -164,15 +179,7 @@ def worker_memory(args) -> dict:
     model.optimizer.build(model.trainable_variables)  # what the first train step would do; here to measure it
     sbytes, nvars = state_bytes(model.optimizer)
     _phase("optimizer state allocated", state_bytes=sbytes, state_bytes_per_param=sbytes / params)
-    t0 = time.perf_counter()
-    loss = float(model.train_on_batch(x, y))
-    first = time.perf_counter() - t0
-    _phase("first train step done (trace + run)", first_call_s=first)
-    times = []
-    for _ in range(args.mem_steps):
-        t0 = time.perf_counter()
-        loss = float(model.train_on_batch(x, y))
-        times.append(time.perf_counter() - t0)
+    first, times, loss = time_train_steps(model, x, y, args.mem_steps)
     return {
         "optimizer": name, "model": args.model, "params": params, "state_bytes": sbytes, "state_variables": nvars,
         "state_bytes_per_param": sbytes / params, "baseline_rss_mib": baseline, "peak_rss_mib": peak_rss_mib(),

@@ -120,15 +120,7 @@ def worker(args) -> dict:
     sbytes, nvars = ks.state_bytes(optimizer)
     rss_state = rss_mib()
     ks._phase("optimizer state allocated", state_bytes=sbytes, state_bytes_per_param=sbytes / params)
-    t0 = time.perf_counter()
-    loss = float(model.train_on_batch(x, y))
-    first = time.perf_counter() - t0
-    ks._phase("first train step done (trace + run)", first_call_s=first)
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        loss = float(model.train_on_batch(x, y))
-        times.append(time.perf_counter() - t0)
+    first, times, loss = ks.time_train_steps(model, x, y, args.steps)
     return {
         "optimizer": args.optimizer, "model": args.model, "params": params, "weight_bytes": weight_bytes,
         "state_bytes": sbytes, "state_variables": nvars, "state_bytes_per_param": sbytes / params,

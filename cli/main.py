@@ -43,6 +43,23 @@ app = typer.Typer(
 
 err_console = Console(stderr=True)
 
+# Options that several commands share, word for word (typer reads the help and defaults from these).
+DataDirOption = Annotated[Optional[Path], typer.Option(help="TFDS data directory (prepared datasets).")]
+DepthOption = Annotated[Optional[int], typer.Option(help="ResNet depth (8/20/32/44/56 or 18).")]
+InitOption = Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")]
+EpochLenOption = Annotated[Optional[int], typer.Option(
+    help="Steps per epoch (training horizon).", show_default="200")]
+UnrollOption = Annotated[Optional[int], typer.Option(help="Truncation length of the unrolls.", show_default="20")]
+MetaClipNormOption = Annotated[Optional[str], typer.Option(
+    help="Clip meta-gradients to this global norm, or 'none'.", show_default="1.0")]
+RunSeedOption = Annotated[Optional[int], typer.Option(help="Base seed of every random draw.", show_default="0")]
+JitCompileOption = Annotated[Optional[str], typer.Option(
+    help="XLA: auto (on GPU only), true or false.", show_default="auto")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run in --out from its latest checkpoint (its saved config wins; "
+                    "--epochs may extend it).")]
+NoProgressOption = Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")]
+
 #: Exit code of every expected (user-facing) error.
 ERROR_EXIT_CODE = 2
 
@@ -223,32 +240,29 @@ def train(
     dataset: Annotated[Optional[str], typer.Option(
         help="Dataset (mnist_subset, mnist_subset_32, digits, synthetic_mnist, synthetic_cifar, or TFDS mnist, "
              "fashion_mnist, cifar10).", show_default="the task's, e.g. mnist_subset for mlp")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="TFDS data directory (prepared datasets).")] = None,
+    data_dir: DataDirOption = None,
     hidden: Annotated[Optional[str], typer.Option(help="MLP hidden widths, e.g. '30,20'.")] = None,
     activation: Annotated[Optional[str], typer.Option(help="MLP activation, e.g. relu, sigmoid, tanh.")] = None,
-    depth: Annotated[Optional[int], typer.Option(help="ResNet depth (8/20/32/44/56 or 18).")] = None,
+    depth: DepthOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="128")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")] = None,
+    init: InitOption = None,
     features: Annotated[Optional[str], typer.Option(
         help="Override the L2O's input features, e.g. 'mt+gt' or 'mt+g+mom5'.")] = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Meta-training epochs (optimizee runs).", show_default="50")] = None,
-    epoch_len: Annotated[Optional[int], typer.Option(
-        help="Steps per epoch (training horizon).", show_default="200")] = None,
-    unroll: Annotated[Optional[int], typer.Option(help="Truncation length of the unrolls.", show_default="20")] = None,
+    epoch_len: EpochLenOption = None,
+    unroll: UnrollOption = None,
     meta_lr: Annotated[Optional[float], typer.Option(
         help="Meta-optimizer (Adam) learning rate.", show_default="1e-3")] = None,
-    meta_clip_norm: Annotated[Optional[str], typer.Option(
-        help="Clip meta-gradients to this global norm, or 'none'.", show_default="1.0")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base seed of every random draw.", show_default="0")] = None,
+    meta_clip_norm: MetaClipNormOption = None,
+    seed: RunSeedOption = None,
     curriculum: Annotated[Optional[str], typer.Option(
         help="Increasing horizons, e.g. '100,200,500' (replaces --epoch-len).")] = None,
     imitation_prob: Annotated[Optional[float], typer.Option(
         help="Probability that an epoch imitates Adam(0.01).", show_default="0")] = None,
     random_scale: Annotated[Optional[float], typer.Option(
         help="Bound b of the random objective scaling exp(U(-b, b)) (0 = off).", show_default="0")] = None,
-    jit_compile: Annotated[Optional[str], typer.Option(
-        help="XLA: auto (on GPU only), true or false.", show_default="auto")] = None,
+    jit_compile: JitCompileOption = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(
         help="Checkpoint every N epochs.", show_default="1")] = None,
     val_every: Annotated[Optional[int], typer.Option(
@@ -256,10 +270,8 @@ def train(
     val_runs: Annotated[Optional[int], typer.Option(help="Optimizee runs per validation.", show_default="2")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-d", help="Run directory.", show_default="runs/<optimizer>")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run in --out from its latest checkpoint (its saved config wins; "
-                        "--epochs may extend it).")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+    resume: ResumeOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """Meta-train a learned optimizer into a run directory (config, metrics, checkpoints, TensorBoard, l2o/)."""
     task_options = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir),
@@ -428,15 +440,14 @@ def tune(
         help="Optimizee: cnn, resnet, mlp or quadratic.", show_default="cnn")] = None,
     dataset: Annotated[Optional[str], typer.Option(
         help="Dataset (see 'tfl2o train --help').", show_default="mnist_subset_32")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="TFDS data directory (prepared datasets).")] = None,
-    depth: Annotated[Optional[int], typer.Option(help="ResNet depth (8/20/32/44/56 or 18).")] = None,
+    data_dir: DataDirOption = None,
+    depth: DepthOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="64")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")] = None,
+    init: InitOption = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Meta-tuning epochs (optimizee runs).", show_default="20")] = None,
-    epoch_len: Annotated[Optional[int], typer.Option(
-        help="Steps per epoch (training horizon).", show_default="200")] = None,
-    unroll: Annotated[Optional[int], typer.Option(help="Truncation length of the unrolls.", show_default="20")] = None,
+    epoch_len: EpochLenOption = None,
+    unroll: UnrollOption = None,
     meta_optimizer: Annotated[Optional[str], typer.Option(
         help="Meta-optimizer: adam, or sgd (momentum 0.9, the paper's).", show_default="adam")] = None,
     meta_lr: Annotated[Optional[float], typer.Option(
@@ -446,11 +457,9 @@ def tune(
         "--second-order/--first-order",
         help="Exact meta-gradients through the optimizee's gradients, or the paper's first-order ones (less "
              "memory: it does not grow with the optimizee's activations).", show_default="second-order")] = None,
-    meta_clip_norm: Annotated[Optional[str], typer.Option(
-        help="Clip meta-gradients to this global norm, or 'none'.", show_default="1.0")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base seed of every random draw.", show_default="0")] = None,
-    jit_compile: Annotated[Optional[str], typer.Option(
-        help="XLA: auto (on GPU only), true or false.", show_default="auto")] = None,
+    meta_clip_norm: MetaClipNormOption = None,
+    seed: RunSeedOption = None,
+    jit_compile: JitCompileOption = None,
     val_every: Annotated[Optional[int], typer.Option(
         help="Validate every N epochs (0 = never; then the last constants are kept).", show_default="2")] = None,
     val_runs: Annotated[Optional[int], typer.Option(help="Optimizee runs per validation.", show_default="4")] = None,
@@ -461,10 +470,8 @@ def tune(
         help="Split the CPU into N logical devices (with --strategy mirrored on a machine without GPUs).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-d", help="Run directory.",
                                                 show_default="runs/tune")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run in --out from its latest checkpoint (its saved config wins; "
-                        "--epochs may extend it).")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+    resume: ResumeOption = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """Meta-tune a symbolic rule's constants by truncated unrolls on a CNN or ResNet; writes the tuned rule."""
     task_options = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "depth": depth,
@@ -545,10 +552,10 @@ def record(
     task: Annotated[Optional[str], typer.Option(help="Optimizee (mlp, cnn, resnet, quadratic).",
                                                 show_default="the run's task; teachers: mlp")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset of the task.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="TFDS data directory.")] = None,
+    data_dir: DataDirOption = None,
     split: Annotated[str, typer.Option(help="Data split the runs train on (meta_train or eval).")] = "meta_train",
     seed: Annotated[int, typer.Option(help="Base seed (runs, coordinates, shuffling).")] = 0,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+    no_progress: NoProgressOption = False,
 ) -> None:
     """Record an optimizer's behaviour (features × lags → raw output) as a .npy dataset with a manifest."""
     from tf_symbolic_l2o.record import RecordConfig, record_to_file

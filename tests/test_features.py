@@ -61,6 +61,30 @@ def test_first_step_values_by_hand():
     np.testing.assert_allclose(feats.numpy(), [[1, 1], [-1, -1], [1, 1]], rtol=1e-5)
 
 
+@pytest.mark.parametrize("spec", ["g", "mom9", "mt+gt", "mp25", "mp3", "+".join(FEATURE_NAMES)])
+def test_inputs_finite_is_where_advancing_keeps_the_state_finite(spec):
+    """``inputs_finite(g)`` (the Keras optimizer's guard) against float32 NumPy: g finite, and g² / |g|ᵖ finite
+    when the state averages them; then one advance from a large finite state stays finite."""
+    g = np.array([1.0, -2.0, np.inf, -np.inf, np.nan, 3e38, 2e19, 1e15, 1e13, 0.0], np.float32)
+    fs = FeatureSet(spec)
+    names = fs.state_names()
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = np.isfinite(g)
+        if "v" in names:
+            want &= np.isfinite(g * g)
+        for key, p in (("v_mp2", 2.0), ("v_mp25", 2.5), ("v_mp3", 3.0)):
+            if key in names:
+                want &= np.isfinite(np.abs(g) ** np.float32(p))
+    got = fs.inputs_finite(tf.constant(g)).numpy()
+    np.testing.assert_array_equal(got, want)
+    if spec == "g":
+        np.testing.assert_array_equal(got, np.isfinite(g))  # no state: only g itself
+    state = {k: tf.fill([g.size], np.float32(1e30)) for k in names}
+    new = fs.advance(state, tf.where(tf.constant(got), tf.constant(g), 0.0))
+    for k in names:
+        assert np.all(np.isfinite(new[k].numpy()[got])), k
+
+
 @pytest.mark.parametrize("bad", ["", "mt+foo", "mt+mt"])
 def test_bad_feature_strings(bad):
     with pytest.raises(ValueError):

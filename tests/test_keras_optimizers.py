@@ -810,6 +810,44 @@ RULE_SINH = Rule.from_dict(rule_dict(
     "mt+gt", output_scale=0.01))
 
 
+def test_fused_update_starts_with_its_own_gradients():
+    """Outside tf.distribute, no cluster of the fused update waits on a barrier over all gradients (Keras'
+    one-replica all-reduce adds an IdentityN over every gradient, which XLA cluster calls would wait for): each
+    cluster's gradient inputs come straight from the backward pass. Under a strategy the all-reduce stays."""
+    def optimizer_inputs(strategy):
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+            opt = SymbolicOptimizer(RULE_A)
+            opt.build(model.trainable_variables)
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((model(x) - y) ** 2)
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+
+        args = (tf.ones((2, 4)), tf.ones((2, 1)))
+        graph = (step.get_concrete_function(*args).graph if strategy is None else
+                 tf.function(lambda *a: strategy.run(step, args=a)).get_concrete_function(*args).graph)
+        calls = [op for op in graph.get_operations() if op.type in ("StatefulPartitionedCall", "PartitionedCall")
+                 and op.name.startswith(opt.name)]
+        return graph, calls
+
+    graph, calls = optimizer_inputs(None)
+    assert len(calls) == 1  # 4 variables: one cluster
+    sources = {t.op.type for op in calls for t in op.inputs}
+    assert "IdentityN" not in sources, sources
+    assert not [op for op in graph.get_operations() if op.type == "IdentityN" and op.name.startswith("symbolic")]
+    base = keras.optimizers.Optimizer  # Keras' all-reduce, which SymbolicOptimizer skips or calls
+    with mock.patch.object(base, "_all_reduce_sum_gradients", autospec=True,
+                           side_effect=base._all_reduce_sum_gradients) as all_reduce:
+        optimizer_inputs(None)
+        assert all_reduce.call_count == 0
+        optimizer_inputs(tf.distribute.OneDeviceStrategy("/cpu:0"))  # under a strategy the all-reduce stays
+        assert all_reduce.call_count == 1
+
+
 @pytest.mark.parametrize("rule", [RULE_A, RULE_B, RULE_SINH], ids=["A", "B", "sinh"])
 def test_fused_and_unfused_steps_agree(rule):
     """The three execution paths give the same trajectory on several variables: groups of variables in one XLA

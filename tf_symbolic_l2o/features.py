@@ -142,6 +142,19 @@ class FeatureSet:
         new = self.advance(state, g)
         return self.features(new, g, step), new
 
+    def inputs_finite(self, g: tf.Tensor) -> tf.Tensor:
+        """Per coordinate, ``True`` where ``g`` and every quantity :meth:`advance` averages into the state (g²,
+        |g|ᵖ) are finite: from a finite state, the advanced state is then finite too (up to rounding at the top of
+        the float range). A function of ``g`` alone, so a guard built on it needs no pass over the new state."""
+        ok = tf.math.is_finite(g)
+        names = self.state_names()
+        if "v" in names:
+            ok = tf.logical_and(ok, tf.math.is_finite(tf.square(g)))
+        for name, p in _MAGIC_P.items():
+            if f"v_{name}" in names:
+                ok = tf.logical_and(ok, tf.math.is_finite(tf.pow(tf.abs(g), p)))
+        return ok
+
     def advance(self, state: Mapping[str, tf.Tensor], g: tf.Tensor) -> dict:
         """The state after gradient ``g`` (the first half of :meth:`update`)."""
         dtype = g.dtype

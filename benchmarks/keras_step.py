@@ -208,14 +208,16 @@ def worker_time(args) -> dict:
         for n in names:
             models[n].train_on_batch(x, y)
     blocks = {n: [] for n in names}
+    cpu_blocks = {n: [] for n in names}  # process CPU seconds per step: the work done, whatever else runs
     losses = {}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 losses[n] = float(models[n].train_on_batch(x, y))
             blocks[n].append((time.perf_counter() - t0) / args.steps)
+            cpu_blocks[n].append((time.process_time() - c0) / args.steps)
         print(f"    repeat {r + 1}/{args.repeats}: " + ", ".join(f"{n} {blocks[n][-1]:.3f}" for n in names),
               file=sys.stderr, flush=True)
     out = {}
@@ -223,9 +225,13 @@ def worker_time(args) -> dict:
         arr = np.asarray(blocks[n])
         q25, med, q75 = (float(v) for v in np.percentile(arr, [25, 50, 75]))
         ratio = (float(np.median(arr / np.asarray(blocks["adam"]))) if "adam" in blocks else float("nan"))
+        cpu = np.asarray(cpu_blocks[n])
+        cpu_ratio = (float(np.median(cpu / np.asarray(cpu_blocks["adam"]))) if "adam" in blocks else float("nan"))
         sbytes, nvars = state_bytes(models[n].optimizer)
         out[n] = {"median_s": med, "q25_s": q25, "q75_s": q75, "min_s": float(arr.min()), "ratio_vs_adam": ratio,
-                  "first_call_s": first[n], "block_s": [float(v) for v in arr], "final_loss": losses.get(n),
+                  "cpu_s": float(np.median(cpu)), "cpu_ratio_vs_adam": cpu_ratio,
+                  "first_call_s": first[n], "block_s": [float(v) for v in arr],
+                  "cpu_block_s": [float(v) for v in cpu], "final_loss": losses.get(n),
                   "state_bytes": sbytes, "params": _n_params(models[n]),
                   "jit_compile": str(models[n].jit_compile)}
     return {"timing": out, "peak_rss_mib_all": peak_rss_mib(), "tf_version": tf.__version__}
@@ -243,6 +249,29 @@ def _mem_available_gib() -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def _cpu_times() -> list[int] | None:
+    """The machine's aggregate CPU jiffies from /proc/stat (user … steal), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def _busy_other_share(before, after, own_cpu_s: float) -> tuple[float, float]:
+    """``(steal, others)``: shares of the machine's CPU time taken by the hypervisor (steal) and by processes
+    other than the timing worker (busy time minus the worker's own CPU seconds) between two /proc/stat reads."""
+    if not before or not after:
+        return float("nan"), float("nan")
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d)
+    if total <= 0:
+        return float("nan"), float("nan")
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = total - d[3] - d[4] - d[7]  # minus idle, iowait, steal
+    return d[7] / total, max(0.0, busy - own_cpu_s * hz) / total
 
 
 def _proc_rss_gib(pid: int) -> float:
@@ -463,6 +492,7 @@ def main(argv=None) -> int:
     errors = []
     if timed:
         print(f"  timing worker: {', '.join(timed)} (interleaved) ...", flush=True)
+        cpu_before, own_before = _cpu_times(), os.times()
         t = launch("time", timed, args, args.timeout)
         if "error" in t and "learned" in timed and len(timed) > 1:
             errors.append(f"timing worker with {', '.join(timed)}: {t['error']}; retried without learned")
@@ -473,6 +503,10 @@ def main(argv=None) -> int:
             errors.append(f"timing worker: {t['error']}\n{t.get('detail', '')}")
         else:
             timing = t
+            own = os.times()
+            worker_cpu = (own.children_user - own_before.children_user) + (own.children_system
+                                                                            - own_before.children_system)
+            timing["steal_share"], timing["other_share"] = _busy_other_share(cpu_before, _cpu_times(), worker_cpu)
 
     rows = []
     for n in names:
@@ -485,7 +519,8 @@ def main(argv=None) -> int:
                "params": params, "state_bytes": sbytes,
                "state_bytes_per_param": (sbytes / params) if sbytes is not None and params else float("nan"),
                "state_mib": sbytes / 2**20 if sbytes is not None else float("nan")}
-        for k in ("median_s", "q25_s", "q75_s", "min_s", "ratio_vs_adam", "first_call_s", "final_loss",
+        for k in ("median_s", "q25_s", "q75_s", "min_s", "ratio_vs_adam", "cpu_s", "cpu_ratio_vs_adam",
+                  "first_call_s", "final_loss",
                   "jit_compile"):
             if k in tm:
                 row[k] = tm[k]
@@ -512,7 +547,8 @@ def main(argv=None) -> int:
     import csv  # noqa: PLC0415
 
     cols = ["model", "optimizer", "label", "batch_size", "params", "state_bytes", "state_bytes_per_param",
-            "state_mib", "median_s", "q25_s", "q75_s", "min_s", "ratio_vs_adam", "first_call_s", "solo_median_s",
+            "state_mib", "median_s", "q25_s", "q75_s", "min_s", "ratio_vs_adam", "cpu_s", "cpu_ratio_vs_adam",
+            "first_call_s", "solo_median_s",
             "peak_rss_mib", "baseline_rss_mib", "max_rss_seen_gib", "timing_status", "memory_status", "final_loss",
             "jit_compile", "repeats", "steps", "warmup"]
     with open(out / "keras_step.csv", "w", newline="") as f:
@@ -529,7 +565,7 @@ def main(argv=None) -> int:
     (out / "keras_step.json").write_text(json.dumps(meta, indent=1, default=str))
 
     header = ["optimizer", "params", "state B/param", "state MiB", "first call s", "median s/step", "IQR s",
-              "x Adam", "peak RSS MiB", "status"]
+              "x Adam", "CPU s/step", "CPU x Adam", "peak RSS MiB", "status"]
     table = []
     for r in rows:
         iqr = r["q75_s"] - r["q25_s"] if "q75_s" in r else None
@@ -541,7 +577,8 @@ def main(argv=None) -> int:
             status = "memory worker failed (see note)"
         table.append([r["label"], _fmt(r["params"], ","), _fmt(r["state_bytes_per_param"], ".1f"),
                       _fmt(r["state_mib"], ".1f"), _fmt(r.get("first_call_s"), ".1f"), _fmt(r.get("median_s"), ".4f"),
-                      _fmt(iqr, ".4f"), _fmt(r.get("ratio_vs_adam"), ".2f"), _fmt(r.get("peak_rss_mib"), ".0f"),
+                      _fmt(iqr, ".4f"), _fmt(r.get("ratio_vs_adam"), ".2f"), _fmt(r.get("cpu_s"), ".4f"),
+                      _fmt(r.get("cpu_ratio_vs_adam"), ".2f"), _fmt(r.get("peak_rss_mib"), ".0f"),
                       status])
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
     print()
@@ -549,9 +586,13 @@ def main(argv=None) -> int:
     for t in table:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(t, widths))))
     print("\nmedian s/step over the repeats (each = mean of a block of steps); x Adam = median of per-repeat ratios "
-          "(same repeat, interleaved); peak RSS = ru_maxrss of a separate process per optimizer (model + data + "
+          "(same repeat, interleaved); CPU = process CPU time per step (both cores; unlike the wall time it "
+          "does not grow when other processes take the cores) and its median per-repeat ratio; peak RSS = ru_maxrss of a separate process per optimizer (model + data + "
           "TF runtime included).")
     if timing:
+        print(f"while timing: {_fmt(100 * timing.get('steal_share', float('nan')), '.1f')} % of the machine's CPU "
+              f"time stolen by the hypervisor, {_fmt(100 * timing.get('other_share', float('nan')), '.1f')} % used "
+              f"by other processes (ratios are comparable between runs only when both are near 0)")
         print(f"model.jit_compile resolved to: "
               f"{ {n: v.get('jit_compile') for n, v in timing['timing'].items()} }")
     for e in errors:

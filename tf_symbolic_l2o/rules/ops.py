@@ -285,11 +285,11 @@ def _tf_exp(x):
 
 
 def _tf_sinh(x):
-    """sinh(clip(x, ±50)). In float32 (and float16/bfloat16, computed in float32) it is evaluated from ONE exp,
-    ½(e − 1/e), and below |x| = ½ from its Taylor series to x⁷ (relative truncation error < 1e-8 there, which also
-    avoids the cancellation of e − 1/e): within 3.1e-7 relative of the exact value, at about half the cost — XLA lowers
-    ``tf.sinh`` to two exp/expm1 evaluations, which made sinh the most expensive op of a fused optimizer step.
-    float64 keeps ``tf.sinh``."""
+    """sinh(clip(x, ±50)). In float32 (and float16/bfloat16, computed in float32) it is evaluated as ½(e − 1/e),
+    e = exp(x) (XLA's simplifier turns 1/e into exp(−x)), and below |x| = ½ from its Taylor series to x⁷ (relative
+    truncation error < 1e-8 there, which also avoids the cancellation of e − 1/e): within 3.1e-7 relative of the
+    exact value. XLA's own lowering of ``tf.sinh`` costs more: the fused update of ResNet-50's variables with
+    SymbolicRP's rule took 52 ms with it and 42 ms with this form. float64 keeps ``tf.sinh``."""
     if x.dtype in _HALF:
         return tf.cast(_tf_sinh(tf.cast(x, tf.float32)), x.dtype)
     x = tf.clip_by_value(x, _c(-EXP_CLIP, x.dtype), _c(EXP_CLIP, x.dtype))

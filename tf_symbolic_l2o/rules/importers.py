@@ -166,17 +166,12 @@ def from_pysr_equation(text: str, variable_map: Mapping[str, str] | None = None)
         variable_map: renames variables as written (``{"x0": "mt_0", "g0": "g_0"}``); names not in the map must
             already be ``<feature>_<lag>``.
     """
-    rename = None
-    if variable_map:
-        for k, v in variable_map.items():
-            if not isinstance(k, str):
-                raise ValueError(f"variable_map keys must be strings, got {_short(k)}")
-            check_var_name(v)
-        vm = dict(variable_map)
-
-        def rename(name):
-            return vm.get(name, name)
-
+    vm = dict(variable_map or {})
+    for k, v in vm.items():
+        if not isinstance(k, str):
+            raise ValueError(f"variable_map keys must be strings, got {_short(k)}")
+        check_var_name(v)
+    rename = (lambda name: vm.get(name, name)) if vm else None
     return parse_infix(text, functions=PYSR_FUNCTIONS, rename=rename, power=real_power)
 
 

@@ -587,8 +587,8 @@ def main(argv=None) -> int:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(t, widths))))
     print("\nmedian s/step over the repeats (each = mean of a block of steps); x Adam = median of per-repeat ratios "
           "(same repeat, interleaved); CPU = process CPU time per step (both cores; unlike the wall time it "
-          "does not grow when other processes take the cores) and its median per-repeat ratio; peak RSS = ru_maxrss of a separate process per optimizer (model + data + "
-          "TF runtime included).")
+          "does not grow when other processes take the cores) and its median per-repeat ratio; peak RSS = "
+          "ru_maxrss of a separate process per optimizer (model + data + TF runtime included).")
     if timing:
         print(f"while timing: {_fmt(100 * timing.get('steal_share', float('nan')), '.1f')} % of the machine's CPU "
               f"time stolen by the hypervisor, {_fmt(100 * timing.get('other_share', float('nan')), '.1f')} % used "

@@ -5,12 +5,16 @@ simulated per-coordinate gradient sequences, so they have the scales of recorded
 ``tf_symbolic_l2o.distill.synthetic``) and the target of the RP rule found by the authors,
 ``y = tanh(tanh(0.0248 + sinh((−1.992·m̃)³)))``, plus Gaussian noise of ``--noise`` (1 %) of its std.
 
-Each backend (``gplearn`` with its default settings; ``operon`` with its defaults when pyoperon is installed) runs
-the whole :func:`tf_symbolic_l2o.distill.distill` (80/20 split, standardisation, SR, fold-back, scoring, selection)
-``--repeats`` times with seeds ``seed, seed+1, …``; the table reports medians. The machine load (1-minute load
-average) is recorded before and after each run, since other processes may share the CPU.
+Each backend (``gplearn`` with its default settings; ``operon`` with its defaults when pyoperon is installed;
+``sparse``, the deterministic sparse regression over odd basis functions) runs the whole
+:func:`tf_symbolic_l2o.distill.distill` (80/20 split, standardisation, SR, fold-back, scoring, selection) on the same
+rows, ``--repeats`` times with seeds ``seed, seed+1, …``; the table reports medians of the wall time and the test R².
+The machine load (1-minute load average) is recorded before and after each run, since other processes may share the
+CPU. "SR rows" is the number of rows the backend fitted on: the symmetrised training rows (2 × train with the default
+``odd=True``) capped by its ``max_rows``; the sparse backend drops the mirror half first (same fit).
 
-    python benchmarks/distill.py [--rows 50000] [--repeats 1] [--backends gplearn,operon] [--out benchmarks/results]
+    python benchmarks/distill.py [--rows 50000] [--repeats 1] [--backends gplearn,operon,sparse]
+                                 [--out benchmarks/results]
 
 Outputs: a table on stdout, ``<out>/distill.csv`` (one row per run) and ``<out>/distill.png``.
 """
@@ -47,7 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--backends", default=None,
-                        help="comma list of gplearn, operon (default: gplearn, plus operon if pyoperon is installed)")
+                        help="comma list of gplearn, operon, sparse (default: all three, operon only if pyoperon is "
+                             "installed)")
     parser.add_argument("--noise", type=float, default=0.01, help="noise std relative to the std of y")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-fraction", type=float, default=0.2)
@@ -59,8 +64,8 @@ def main(argv=None) -> int:
     from tf_symbolic_l2o.distill import distill, get_backend, synthetic_behaviour
 
     have_operon = importlib.util.find_spec("pyoperon") is not None
-    backends = [b.strip() for b in (args.backends or ("gplearn,operon" if have_operon else "gplearn")).split(",")
-                if b.strip()]
+    default = "gplearn,operon,sparse" if have_operon else "gplearn,sparse"
+    backends = [b.strip() for b in (args.backends or default).split(",") if b.strip()]
     if "operon" in backends and not have_operon:
         print("pyoperon is not installed (pip install tf-symbolic-l2o[operon]); skipping the operon backend")
         backends.remove("operon")
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
             load_after = _load()
             rows.append({
                 "backend": name, "repeat": r, "seed": seed, "rows": args.rows, "train_rows": res.settings["n_train"],
-                "sr_rows": min(res.settings["n_train"], settings.get("max_rows") or res.settings["n_train"]),
+                "sr_rows": _sr_rows(name, res.settings, settings),
                 "total_s": res.timings["total_s"], "backend_s": res.timings["backend_s"],
                 "r2_train": res.chosen.r2_train, "r2_test": res.chosen.r2_test, "mse_test": res.chosen.mse_test,
                 "complexity": res.chosen.complexity, "n_candidates": len(res.candidates),
@@ -122,6 +127,13 @@ def main(argv=None) -> int:
     _plot(frame, out / "distill.png", args)
     print(f"\nwrote {out / 'distill.csv'} and {out / 'distill.png'}")
     return 0
+
+
+def _sr_rows(name: str, run: dict, backend: dict) -> int:
+    """Rows the backend fitted on: the (symmetrised, with ``odd``) training rows, capped by its ``max_rows``."""
+    rows = run["n_train"] * (2 if run.get("odd") and name != "sparse" else 1)  # sparse drops the mirror half
+    cap = backend.get("max_rows")
+    return min(rows, cap) if cap else rows
 
 
 def _plot(frame, path: Path, args) -> None:

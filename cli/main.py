@@ -268,6 +268,9 @@ def train(
     val_every: Annotated[Optional[int], typer.Option(
         help="Validate every N epochs (0 = never).", show_default="5")] = None,
     val_runs: Annotated[Optional[int], typer.Option(help="Optimizee runs per validation.", show_default="2")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="Start from the weights of a saved learned optimizer of the same architecture (a run directory or "
+             "saved_models/<name>_mnist_mlp), e.g. to re-train a plain network as an odd one.")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-d", help="Run directory.", show_default="runs/<optimizer>")] = None,
     resume: ResumeOption = False,
@@ -282,7 +285,8 @@ def train(
                "meta_lr": meta_lr, "seed": seed, "imitation_prob": imitation_prob, "random_scale": random_scale,
                "checkpoint_every": checkpoint_every, "val_every": val_every, "val_runs": val_runs,
                "curriculum": None if curriculum is None else _number_list(curriculum, "--curriculum", int),
-               "jit_compile": None if jit_compile is None else _parse_jit(jit_compile)}
+               "jit_compile": None if jit_compile is None else _parse_jit(jit_compile),
+               "init_from": None if init_from is None else str(init_from.resolve())}
     options = {k: v for k, v in options.items() if v is not None}
     if meta_clip_norm is not None:
         options["meta_clip_norm"] = _parse_clip(meta_clip_norm)
@@ -587,8 +591,9 @@ def distill(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-d", help="Report directory (rule.json, report.json, pareto.csv, pareto.png).",
         show_default="DATASET without .npy + '_distill'")] = None,
-    backend: Annotated[str, typer.Option(help="Symbolic-regression backend: gplearn or operon "
-                                              "(pip install tf-symbolic-l2o[operon]).")] = "gplearn",
+    backend: Annotated[str, typer.Option(help="Symbolic-regression backend: gplearn, operon (pip install "
+                                              "tf-symbolic-l2o[operon]) or sparse (fast, deterministic sparse "
+                                              "regression over odd basis functions).")] = "gplearn",
     population_size: Annotated[Optional[int], typer.Option(help="gplearn population.", show_default="2000")] = None,
     generations: Annotated[Optional[int], typer.Option(help="gplearn generations.", show_default="20")] = None,
     parsimony: Annotated[Optional[float], typer.Option(help="gplearn parsimony coefficient.",
@@ -597,17 +602,26 @@ def distill(
                                                            show_default="50000")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="operon: largest expression (nodes).",
                                                       show_default="25")] = None,
-    fit_rows: Annotated[Optional[int], typer.Option(help="operon: fit on at most this many training rows.",
-                                                    show_default="10000")] = None,
+    fit_rows: Annotated[Optional[int], typer.Option(
+        help="operon / sparse: fit on at most this many training rows.", show_default="10000 / 50000")] = None,
+    max_terms: Annotated[Optional[int], typer.Option(help="sparse: most basis terms in a candidate.",
+                                                     show_default="16")] = None,
     test_fraction: Annotated[float, typer.Option(help="Held-out fraction of rows for the test R².")] = 0.2,
     max_train_rows: Annotated[Optional[int], typer.Option(help="Use at most this many training rows.")] = None,
     refit_constants: Annotated[bool, typer.Option(
         "--refit-constants", help="Refit the chosen rule's constants by gradient descent (stage 2).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the split and the search.")] = 0,
+    unconstrained: Annotated[bool, typer.Option(
+        "--unconstrained", help="Search without the odd-rule constraint (no symmetrised rows, an intercept allowed, "
+                                "no odd-part projection) and write the chosen rule even if it fails the invariant "
+                                "checks (rest, sign symmetry, descent).")] = False,
 ) -> None:
-    """Distill a behaviour dataset into a symbolic rule (R², LaTeX, Pareto front)."""
+    """Distill a behaviour dataset into a symbolic rule (R², LaTeX, Pareto front).
+
+    By default the search is restricted to rules that are odd in the gradient (zero step at rest, opposite steps
+    for opposite gradients), and only a rule that passes the invariant checks is written."""
     _positive(max_train_rows=max_train_rows, population_size=population_size, generations=generations,
-              max_evaluations=max_evaluations, max_length=max_length, fit_rows=fit_rows)
+              max_evaluations=max_evaluations, max_length=max_length, fit_rows=fit_rows, max_terms=max_terms)
     from tf_symbolic_l2o.distill import distill_file, write_distill_report
 
     out = out or dataset.with_name(dataset.stem + "_distill")
@@ -615,14 +629,23 @@ def distill(
                                  "parsimony_coefficient": parsimony}.items() if v is not None}
     if options and backend != "gplearn":
         raise ValueError(f"--population-size/--generations/--parsimony apply to gplearn, not {backend!r}")
-    operon_options = {k: v for k, v in {"max_evaluations": max_evaluations, "max_length": max_length,
-                                        "max_rows": fit_rows}.items() if v is not None}
+    operon_options = {k: v for k, v in {"max_evaluations": max_evaluations, "max_length": max_length}.items()
+                      if v is not None}
     if operon_options and backend != "operon":
-        raise ValueError(f"--max-evaluations/--max-length/--fit-rows apply to operon, not {backend!r}")
+        raise ValueError(f"--max-evaluations/--max-length apply to operon, not {backend!r}")
+    if fit_rows is not None:
+        if backend not in ("operon", "sparse"):
+            raise ValueError(f"--fit-rows applies to operon and sparse, not {backend!r}")
+        operon_options["max_rows"] = fit_rows
+    if max_terms is not None:
+        if backend != "sparse":
+            raise ValueError(f"--max-terms applies to sparse, not {backend!r}")
+        operon_options["max_terms"] = max_terms
     options.update(operon_options)
     _print(f"distilling {dataset} with {backend} …")
     result = distill_file(dataset, None, backend=backend, test_fraction=test_fraction, seed=seed,
-                          max_train_rows=max_train_rows, refit_constants=refit_constants, **options)
+                          max_train_rows=max_train_rows, refit_constants=refit_constants,
+                          odd=not unconstrained, check=not unconstrained, **options)
     write_distill_report(result, out)
     c = result.chosen
     table = Table(title="distilled rule", show_header=False)
@@ -632,6 +655,8 @@ def distill(
                        ("R² test", f"{c.r2_test:.4f}"), ("MSE test", f"{c.mse_test:.3g}"),
                        ("complexity", str(c.complexity)), ("candidates on the Pareto front", str(len(result.pareto)))):
         table.add_row(key, value)
+    for name, inv in c.rule.metadata.get("invariants", {}).items():
+        table.add_row(f"invariant: {name}", ("holds" if inv["passed"] else "FAILS") + f" ({inv['detail']})")
     _console().print(table)
     _print(f"written to {out} (rule.json, report.json, pareto.csv, pareto.png)")
 
@@ -644,13 +669,20 @@ def distill(
 @app.command()
 @cli_errors
 def show(
-    rule: Annotated[Path, typer.Argument(help="A rule.json (from 'tfl2o distill' or saved_models/).")],
+    rule: Annotated[Path, typer.Argument(help="A rule.json (from 'tfl2o distill' or saved_models/), or a learned "
+                                              "optimizer (a run directory or saved_models/<name>_mnist_mlp).")],
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify",
                                            help="Also print the sympy-simplified form.")] = True,
+    check: Annotated[bool, typer.Option("--check/--no-check",
+                                        help="Check the invariants (rest, sign symmetry, descent).")] = True,
 ) -> None:
-    """Print a symbolic rule: formula, LaTeX, features and the figures stored with it."""
+    """Print a symbolic rule (formula, LaTeX, features, stored figures) or a learned optimizer, and whether it holds
+    the invariants of an optimizer: rest (zero gradients, zero step), sign symmetry (−g, opposite steps), descent."""
     from tf_symbolic_l2o.rules import Rule
 
+    if rule.is_dir():
+        _show_l2o(rule, check)
+        return
     r = Rule.load(rule)
     table = Table(title=str(rule), show_header=False)
     table.add_column("", style="bold")
@@ -667,6 +699,35 @@ def show(
     for key in ("r2_train", "r2_test", "mse_test", "backend", "source"):
         if key in r.metadata:
             table.add_row(key, _fmt(r.metadata[key]))
+    if check:
+        _invariant_rows(table, r)
+    _console().print(table)
+
+
+def _invariant_rows(table, optimizer) -> None:
+    from tf_symbolic_l2o.invariants import check_invariants
+
+    for res in check_invariants(optimizer).results:
+        table.add_row(f"invariant: {res.name}", ("holds" if res.passed else "[red]FAILS[/red]") + f" ({res.detail})")
+
+
+def _show_l2o(path: Path, check: bool) -> None:
+    from tf_symbolic_l2o.learned.io import load_l2o
+
+    l2o = load_l2o(path)
+    cfg = l2o.get_config()
+    table = Table(title=str(path), show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("learned optimizer", f"{l2o.optimizer_name}: Δθ = {l2o.output_scale:g} · out")
+    table.add_row("features", f"{l2o.feature_set.spec} (β1 = {l2o.feature_set.beta1:g}, "
+                              f"β2 = {l2o.feature_set.beta2:g}), input transform {cfg['input_transform']}")
+    table.add_row("network", f"preproc {list(l2o.preproc_units)}, LSTM {list(l2o.lstm_units)}, "
+                             f"{cfg['output_activation']} head, odd: {'yes' if l2o.odd else 'no'}")
+    table.add_row("parameters", str(int(sum(w.numpy().size for w in l2o.weights))))
+    table.add_row("state floats per coordinate", str(l2o.state_floats_per_coordinate()))
+    if check:
+        _invariant_rows(table, l2o)
     _console().print(table)
 
 

@@ -193,7 +193,7 @@ def test_refit_never_worse():
 
 
 def test_distill_with_refit_records_before_and_after():
-    X, y, manifest = synthetic_behaviour(2000, "0.8 * tanh(1.7 * mt_0)", features="mt+gt", seed=3)
+    X, y, manifest = synthetic_behaviour(2000, "-0.8 * tanh(1.7 * mt_0)", features="mt+gt", seed=3)
     res = distill(X, y, manifest, refit_constants=True, refit_options={"steps": 100}, **SMALL)
     meta = res.rule.metadata["refit"]
     assert meta["final_mse"] <= meta["initial_mse"]

@@ -21,7 +21,9 @@ def test_forward_shapes(name, n_in, lstm):
     raw, feats, new = l2o.forward(g, state, 1)
     assert raw.shape == (n,)
     assert feats.shape == (n, l2o.feature_set.num_features)
-    assert [h.shape for h, _ in new[1]] == [(n, u) for u in lstm]
+    assert l2o.odd  # the presets are built odd: each layer carries both branches' state
+    assert [h.shape for h, _ in new[1]] == [(n, 2 * u) for u in lstm]
+    assert l2o.state_units == tuple(2 * u for u in lstm)
     delta, _ = l2o.update(g, state, 1)
     np.testing.assert_allclose(delta.numpy(), 0.01 * raw.numpy(), rtol=1e-6)
     if name != "dm":
@@ -45,21 +47,54 @@ def test_log_and_sign_by_hand():
 
 
 def test_lstm_step_matches_numpy():
-    """RP_s raw output from its weights, computed with NumPy (Keras LSTM gate order i, f, c, o)."""
-    l2o = make_l2o("rp_s")
+    """RP_s raw output from its weights, computed with NumPy (Keras LSTM gate order i, f, c, o): the plain network
+    h(x), and the odd one ½·(h(x) − h(−x)) (both RP_s inputs m̃, g̃ are odd)."""
     n = 5
     g = np.random.default_rng(1).normal(size=n).astype(np.float32)
-    raw, feats, _ = l2o.forward(tf.constant(g), l2o.init_state(n), 1)
-    w = [v.numpy() for v in l2o.weights]
-    x = feats.numpy() @ w[0] + w[1]
-    x = np.where(x > 0, x, np.exp(x) - 1)  # ELU
-    z = x @ w[2] + np.zeros((n, 7)) @ w[3] + w[4]
-    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
-    i, f, c, o = np.split(z, 4, axis=1)
-    c = sig(f) * 0 + sig(i) * np.tanh(c)
-    h = sig(o) * np.tanh(c)
-    ref = np.tanh(h @ w[5] + w[6])[:, 0]
-    np.testing.assert_allclose(raw.numpy(), ref, rtol=1e-5, atol=1e-6)
+
+    def numpy_h(w, feats):
+        x = feats @ w[0] + w[1]
+        x = np.where(x > 0, x, np.exp(x) - 1)  # ELU
+        z = x @ w[2] + np.zeros((n, 7)) @ w[3] + w[4]
+        sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+        i, f, c, o = np.split(z, 4, axis=1)
+        c = sig(f) * 0 + sig(i) * np.tanh(c)
+        h = sig(o) * np.tanh(c)
+        return np.tanh(h @ w[5] + w[6])[:, 0]
+
+    for odd in (False, True):
+        l2o = make_l2o("rp_s", odd=odd, seed=3)
+        raw, feats, _ = l2o.forward(tf.constant(g), l2o.init_state(n), 1)
+        w = [v.numpy() for v in l2o.weights]
+        f = feats.numpy()
+        ref = 0.5 * (numpy_h(w, f) - numpy_h(w, -f)) if odd else numpy_h(w, f)
+        np.testing.assert_allclose(raw.numpy(), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dm", "rp_s", "rp_si"])
+def test_odd_network_is_the_difference_of_two_plain_runs(name):
+    """Over a whole sequence, the odd L2O equals ½·(plain run on g − plain run on −g) with the same weights (each
+    branch keeps its own recurrent state), it is exactly zero at rest and exactly odd."""
+    odd = make_l2o(name, seed=5)
+    rng = np.random.default_rng(4)  # random weights, biases included (fresh biases are zero: no drift to see)
+    odd.set_weights([rng.normal(scale=0.5, size=w.shape).astype(np.float32) for w in odd.get_weights()])
+    plain = make_l2o(name, seed=5, odd=False)
+    plain.set_weights(odd.get_weights())
+    n, steps = 7, 12
+    grads = (np.random.default_rng(2).normal(size=(steps, n)) * np.logspace(-4, 1, n)).astype(np.float32)
+
+    def run(opt, seq):
+        state, outs = opt.init_state(n), []
+        for t, g in enumerate(seq, start=1):
+            raw, _, state = opt.forward(tf.constant(g), state, t)
+            outs.append(raw.numpy())
+        return np.array(outs)
+
+    ref = 0.5 * (run(plain, grads) - run(plain, -grads))
+    np.testing.assert_allclose(run(odd, grads), ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(run(odd, -grads), -run(odd, grads), rtol=0, atol=1e-7)
+    assert np.all(run(odd, np.zeros_like(grads)) == 0.0)
+    assert not np.all(run(plain, np.zeros_like(grads)) == 0.0)  # the plain network drifts at rest
 
 
 def test_unknown_name_and_bad_sizes():
@@ -74,7 +109,7 @@ def test_save_load_roundtrip_and_savedmodel(tmp_path):
     l2o = make_l2o("rp_s", features="mt+g+mom9")
     save_l2o(l2o, tmp_path / "l2o")
     back = load_l2o(tmp_path / "l2o")
-    assert back.feature_set.names == ("mt", "g", "mom9")
+    assert back.feature_set.names == ("mt", "g", "mom9") and back.odd
     for a, b in zip(l2o.weights, back.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     g = tf.random.normal([6])

@@ -51,6 +51,9 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "mp25": "m̂ / ((v̂^2.5)^(1/2.5) + 1e-8)",
     "mp3": "m̂ / ((v̂³)^(1/3) + 1e-8)",
 }
+EVEN_FEATURES: frozenset[str] = frozenset({"t", "s"})
+"""Features that do not change when the whole gradient sequence is negated; every other feature is odd: it is
+negated with the gradients (m, the momenta, m̂, m̃, g̃, the magic inputs; v and vᵖ see only |g|)."""
 _MOM_DECAY = {"mom5": 0.5, "mom9": 0.9, "mom99": 0.99}
 _MAGIC_P = {"mp2": 2.0, "mp25": 2.5, "mp3": 3.0}
 MAGIC_EPS = 1e-8
@@ -113,6 +116,12 @@ class FeatureSet:
     @property
     def spec(self) -> str:
         return "+".join(self.names)
+
+    def parity(self) -> tuple[float, ...]:
+        """Per feature, the factor it takes when the whole gradient sequence is negated: −1.0 for odd features,
+        +1.0 for even ones (``t``, ``s``), in column order. A rule ``f`` is sign-symmetric when
+        ``f(parity · x) = −f(x)`` (lags included: every lag of a feature has the feature's parity)."""
+        return tuple(1.0 if n in EVEN_FEATURES else -1.0 for n in self.names)
 
     def state_names(self) -> tuple[str, ...]:
         """The state slots these features need, in a fixed order (so Keras slot creation is deterministic)."""

@@ -12,8 +12,9 @@ a zero gradient is dropped (e.g. a dead ReLU unit). A window becomes one row, ne
 
 The columns are named ``<feature>_<lag>`` (``mt_0``, ``gt_0``, ``mt_1``, …) and ``y``; these are the variable names
 symbolic rules use. Next to ``DATASET.npy`` the recorder writes ``DATASET.json``, the manifest: format version,
-columns, feature set, memlen, the source optimizer and its config, the task, seeds, counts and the SHA-256 of the
-``.npy`` (so a truncated or swapped file is detected on load).
+columns, feature set, memlen, the source optimizer and its config, the teacher's raw output at rest (zero gradients
+from the zero state: 0 for a sound teacher), the task, seeds, counts and the SHA-256 of the ``.npy`` (so a
+truncated or swapped file is detected on load).
 """
 
 from __future__ import annotations
@@ -105,6 +106,25 @@ def make_recording_rollout(task: Task, optimizer, features: FeatureSet, output_s
         return fa.stack(), ya.stack(), ga.stack()
 
     return tf.function(rollout)
+
+
+def rest_output(optimizer, output_scale: float, steps: int) -> dict[str, float]:
+    """The optimizer's raw output at rest: zero gradients from the zero state for ``steps`` steps. A sound
+    teacher gives exactly 0; a drifting one shows the bias a distilled rule must not copy."""
+    step_fn = raw_output_fn(optimizer, output_scale)
+
+    @tf.function
+    def run():
+        state = optimizer.init_state(1)
+        out = tf.TensorArray(tf.float32, size=steps)
+        for k in tf.range(steps):
+            raw, _, state = step_fn(tf.zeros([1]), state, k + 1)
+            out = out.write(k, raw[0])
+        return out.stack()
+
+    raw = run().numpy().astype(np.float64)
+    return {"rest_raw_step1": float(raw[0]), "rest_raw_max": float(np.max(np.abs(raw))),
+            "rest_raw_mean": float(np.mean(raw)), "rest_steps": int(steps)}
 
 
 def windows_to_rows(feats: np.ndarray, raw: np.ndarray, grads: np.ndarray, memlen: int) -> tuple[np.ndarray, int]:
@@ -286,5 +306,6 @@ def record_to_file(source: str, out: str | Path, config: RecordConfig, task_spec
     data, counts = record_behaviour(task, src["optimizer"], fs, config, src["output_scale"], progress)
     manifest = build_manifest(fs, config.memlen, {**src["description"], "output_scale": src["output_scale"]},
                               {**spec, "split": split}, config, counts)
+    manifest["teacher"] = rest_output(src["optimizer"], src["output_scale"], config.steps)
     save_behaviour(out, data, manifest)
     return {**manifest, "shape": list(data.shape)}

@@ -2,26 +2,29 @@
 
 * :mod:`.backends` — the symbolic-regression interface, :class:`GplearnBackend` (default) and the optional
   :class:`OperonBackend` (``pip install tf-symbolic-l2o[operon]``), :func:`get_backend`;
+* :mod:`.sparse` — :class:`SparseBackend`: fast, deterministic sparse regression over odd basis functions;
 * :mod:`.standardize` — standardisation of X and y and its exact fold back into the expression;
 * :mod:`.simplify` — value-preserving clean-up of redundant constants;
 * :mod:`.refit` — stage 2, refitting a rule's constants by gradient descent (:func:`refit_constants`);
-* :mod:`.distill` — :func:`distill` (split, standardise, SR, fold, score, Pareto front, select),
+* :mod:`.distill` — :func:`distill` (split, symmetrise, standardise, SR, odd part, fold, score, Pareto front,
+  select a rule that passes the invariant checks),
   :func:`write_distill_report` and :func:`distill_file`;
 * :mod:`.synthetic` — behaviour datasets with a known rule (sanity checks and benchmarks).
 """
 
 from tf_symbolic_l2o.distill.backends import (Candidate, GplearnBackend, OperonBackend, SRBackend,
                                               available_backends, get_backend, parse_operon_model)
-from tf_symbolic_l2o.distill.distill import (CandidateResult, DistillResult, distill, distill_file,
-                                             write_distill_report)
+from tf_symbolic_l2o.distill.distill import (CandidateResult, DistillResult, UnsoundRuleError, distill,
+                                             distill_file, odd_part, write_distill_report)
 from tf_symbolic_l2o.distill.refit import RefitResult, refit_constants
 from tf_symbolic_l2o.distill.simplify import simplify
+from tf_symbolic_l2o.distill.sparse import SparseBackend
 from tf_symbolic_l2o.distill.standardize import Standardizer, fold_constants
 from tf_symbolic_l2o.distill.synthetic import synthetic_behaviour, synthetic_features
 
 __all__ = [
     "Candidate", "CandidateResult", "DistillResult", "GplearnBackend", "OperonBackend", "RefitResult",
-    "SRBackend", "Standardizer", "available_backends", "distill", "distill_file", "fold_constants",
-    "get_backend", "parse_operon_model", "refit_constants", "simplify", "synthetic_behaviour", "synthetic_features",
+    "SRBackend", "SparseBackend", "Standardizer", "UnsoundRuleError", "available_backends", "distill", "distill_file", "fold_constants",
+    "get_backend", "odd_part", "parse_operon_model", "refit_constants", "simplify", "synthetic_behaviour", "synthetic_features",
     "write_distill_report",
 ]

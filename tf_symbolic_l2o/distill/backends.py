@@ -434,7 +434,11 @@ class OperonBackend(SRBackend):
 
 # --------------------------------------------------------------------------------------------- registry
 
-_BACKENDS: dict[str, Callable[..., SRBackend]] = {"gplearn": GplearnBackend, "operon": OperonBackend}
+# imported here, below the names it uses (Candidate, SRBackend, _check_fit_inputs, _subsample): no import cycle
+from tf_symbolic_l2o.distill.sparse import SparseBackend  # noqa: E402
+
+_BACKENDS: dict[str, Callable[..., SRBackend]] = {"gplearn": GplearnBackend, "operon": OperonBackend,
+                                                  "sparse": SparseBackend}
 
 
 def available_backends() -> list[str]:
@@ -442,7 +446,7 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str | SRBackend = "gplearn", **kwargs: Any) -> SRBackend:
-    """Build the backend ``name`` (``"gplearn"``, the default, or ``"operon"``) with ``kwargs``.
+    """Build the backend ``name`` (``"gplearn"``, the default, ``"operon"`` or ``"sparse"``) with ``kwargs``.
 
     An :class:`SRBackend` instance is returned as it is (``kwargs`` must then be empty).
     """

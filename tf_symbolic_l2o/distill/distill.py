@@ -5,10 +5,17 @@
 
 1. **split** the rows into train and test with a seeded shuffle (``test_fraction``; ``max_train_rows`` caps the
    training rows);
-2. **standardise** X and y with the training rows' mean and std (:class:`.Standardizer`);
+   with ``odd=True`` (the default) the training rows are **symmetrised**: every row ``(x, y)`` is joined by
+   ``(P·x, −y)``, where ``P`` negates the odd columns (every feature but ``t`` and ``s``, at every lag);
+2. **standardise** X and y with the training rows' mean and std (:class:`.Standardizer`); with ``odd=True`` the
+   odd columns and y are scaled but not centred (their mean is zero on symmetrised rows), so standardising keeps
+   the parity of every variable and adds no intercept;
 3. run the **backend** (:mod:`.backends`; gplearn by default) on the standardised training rows; it returns
    candidates (its best program and a Pareto front);
-4. **fold** the standardisation back into every candidate, so each one becomes a :class:`~tf_symbolic_l2o.rules.Rule`
+4. with ``odd=True``, every candidate ``h`` that is not already odd (checked numerically on the training rows)
+   is replaced by its **odd part** ``½·(h(x) − h(P·x))``: the rule then gives a zero step from a zero gradient
+   history and the negated steps for the negated gradient sequence *by construction*, whatever the backend found
+   (:func:`odd_part`). **fold** the standardisation back into every candidate, so each one becomes a :class:`~tf_symbolic_l2o.rules.Rule`
    over the raw dataset columns. With ``simplify=True`` (default) redundant constant structure is removed
    (:func:`.simplify`: constant sub-trees evaluated, nested constant factors and offsets merged, ``neg`` absorbed;
    the value changes by rounding only) — in standardised space before the fold, and again after it (there
@@ -20,7 +27,15 @@
    ``selection_tolerance=0`` for "highest test R², ties → lower complexity". (As in the paper, the held-out rows
    both select and score the rule, so with many candidates the reported test R² is slightly optimistic);
 7. optionally **refit** the chosen rule's constants by Adam on the standardised training rows
-   (:func:`.refit_constants`, never worse on the training rows) and fold again.
+   (:func:`.refit_constants`, never worse on the training rows) and fold again (with ``odd=True`` the backend's
+   expression is refitted on the symmetrised rows and projected again);
+8. with ``check=True`` (default) the chosen rule must pass :func:`~tf_symbolic_l2o.invariants.check_invariants`
+   (rest, sign symmetry, descent on the sanity quadratics): the simplest front member within the tolerance that
+   passes is chosen, and :class:`UnsoundRuleError` is raised when none does. ``odd=False, check=False`` is the
+   explicit opt-out (``tfl2o distill --unconstrained``) that fits and writes whatever the search finds.
+
+The report also states the teacher's own soundness (:func:`teacher_symmetry`): its mean output and, when the
+recorder measured it, its output at rest — a bias that the rule does not copy.
 
 Complexity is the number of nodes of the (simplified) expression in standardised space, so it does not count the
 nodes the fold adds (the folded rule's own size is ``complexity_rule`` in the metadata).
@@ -46,10 +61,10 @@ from tf_symbolic_l2o.distill.refit import refit_constants as _refit
 from tf_symbolic_l2o.distill.simplify import simplify as _simplify
 from tf_symbolic_l2o.distill.standardize import Standardizer, _check_matrix, _check_vector
 from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tf_symbolic_l2o.rules import Const, Node, Rule, size, to_infix
+from tf_symbolic_l2o.rules import Const, Node, Op, Rule, size, to_infix
 
-__all__ = ["CandidateResult", "DistillResult", "distill", "distill_file", "write_distill_report",
-           "REPORT_FORMAT", "SELECTION_TOLERANCE"]
+__all__ = ["CandidateResult", "DistillResult", "UnsoundRuleError", "distill", "distill_file",
+           "write_distill_report", "odd_part", "parity_vector", "REPORT_FORMAT", "SELECTION_TOLERANCE"]
 
 REPORT_FORMAT = "tfl2o-distill-report/1"
 SELECTION_TOLERANCE = 0.005
@@ -130,6 +145,59 @@ class DistillResult:
                 f"{self.timings.get('total_s', float('nan')):.1f} s]")
 
 
+class UnsoundRuleError(ValueError):
+    """No candidate rule passed the invariant checks (rest, sign symmetry, descent)."""
+
+
+def parity_vector(features: Mapping, memlen: int) -> np.ndarray:
+    """Per dataset column (lag-major), −1 for odd features and +1 for even ones (``t``, ``s``)."""
+    from tf_symbolic_l2o.features import FeatureSet
+
+    fs = FeatureSet(features["names"])
+    return np.tile(np.asarray(fs.parity(), np.float64), int(memlen))
+
+
+def odd_part(node: Node, columns: Sequence[str], parity: np.ndarray) -> Node:
+    """``½·(h(x) − h(P·x))``: the odd part of ``h`` under the column parities ``parity`` (−1: the variable is
+    negated)."""
+    from tf_symbolic_l2o.rules import Op, Var, substitute, variables
+
+    flip = {c: Op("neg", (Var(c),)) for c, p in zip(columns, parity) if p < 0 and c in variables(node)}
+    if not flip:  # only even variables: the odd part is zero
+        return Const(0.0)
+    return Op("mul", (Const(0.5), Op("sub", (node, substitute(node, flip)))))
+
+
+def _is_odd(node: Node, columns: Sequence[str], parity: np.ndarray, X: np.ndarray) -> bool:
+    """Whether ``h(P·x) = −h(x)`` (relative 1e-9) on the rows ``X`` and on the same rows with the odd columns
+    zeroed (the rest condition)."""
+    from tf_symbolic_l2o.rules import evaluate_numpy, variables
+
+    used = variables(node)
+    index = {c: i for i, c in enumerate(columns)}
+    rest = X * (parity > 0)
+    for rows in (X, rest):
+        with np.errstate(all="ignore"):
+            a = evaluate_numpy(node, {v: rows[:, index[v]] for v in used}, dtype=np.float64)
+            b = evaluate_numpy(node, {v: parity[index[v]] * rows[:, index[v]] for v in used}, dtype=np.float64)
+        a, b = np.broadcast_to(a, rows.shape[:1]), np.broadcast_to(b, rows.shape[:1])
+        if not (np.all(np.isfinite(a)) and np.all(np.abs(a + b) <= 1e-9 * (1.0 + np.abs(a)))):
+            return False
+    return True
+
+
+def teacher_symmetry(y: np.ndarray, manifest: Mapping) -> dict:
+    """What the report says of the teacher's own soundness: the mean and std of its recorded output (an odd teacher
+    on a symmetric task averages near zero) and, when the recorder measured them (``manifest["teacher"]``), its
+    raw output at rest (zero gradients from the zero state) at step 1, the largest and the mean over the steps."""
+    out = {"y_mean": float(np.mean(y)), "y_std": float(np.std(y))}
+    teacher = manifest.get("teacher") if isinstance(manifest.get("teacher"), Mapping) else {}
+    for key in ("rest_raw_step1", "rest_raw_max", "rest_raw_mean"):
+        if key in teacher:
+            out[key] = teacher[key]
+    return out
+
+
 def _num(x) -> float | None:
     """A JSON-safe number: non-finite → None."""
     if x is None:
@@ -180,7 +248,7 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
             seed: int = 0, max_train_rows: int | None = None, refit_constants: bool = False, *,
             selection_tolerance: float = SELECTION_TOLERANCE, simplify: bool = True,
             refit_options: Mapping | None = None, dataset_path: str | os.PathLike | None = None,
-            **backend_kwargs) -> DistillResult:
+            odd: bool = True, check: bool = True, **backend_kwargs) -> DistillResult:
     """Distill ``y ≈ f(X)`` into a :class:`Rule` (see the module docstring for the steps).
 
     Args:
@@ -195,6 +263,9 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
         simplify: remove redundant constant structure (:func:`.simplify`; value unchanged up to rounding).
         refit_options: keyword arguments of :func:`.refit_constants`.
         dataset_path: recorded in the metadata.
+        odd: search among rules that are odd in the gradient (symmetrised rows, no intercept, odd-part
+            projection; see the module docstring). ``False`` fits the raw rows as they are.
+        check: choose only a rule that passes the invariant checks; raise :class:`UnsoundRuleError` if none does.
 
     Raises:
         ValueError: unknown backend, NaN/inf in X or y, constant y, shapes that do not match the manifest, too
@@ -228,11 +299,17 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
     if max_train_rows is not None:
         train_idx = train_idx[:int(max_train_rows)]
     X_tr, y_tr, X_te, y_te = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
+    parity = parity_vector(info["features"], info["memlen"])
+    X_fit, y_fit = X_tr, y_tr
+    if odd:
+        X_fit, y_fit = np.concatenate([X_tr, X_tr * parity]), np.concatenate([y_tr, -y_tr])
     t_split = time.perf_counter()
 
     # 2. standardise
-    std = Standardizer.fit(X_tr, y_tr, columns)
-    Xs_tr, ys_tr = std.transform_X(X_tr), std.transform_y(y_tr)
+    std = Standardizer.fit(X_fit, y_fit, columns)
+    if odd:
+        std = dataclasses.replace(std, x_mean=np.where(parity < 0, 0.0, std.x_mean), y_mean=0.0)
+    Xs_tr, ys_tr = std.transform_X(X_fit), std.transform_y(y_fit)
     t_std = time.perf_counter()
 
     # 3. symbolic regression
@@ -255,10 +332,19 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
         r2_te, mse_te = _score(rule, X_te, y_te)
         return CandidateResult(rule, node_std, size(node_std), r2_tr, r2_te, mse_tr, mse_te, origin)
 
+    check_rows = Xs_tr[np.random.default_rng([int(seed), 7]).permutation(len(Xs_tr))[:512]]
+
+    def project(node_std: Node) -> Node:
+        if not odd or _is_odd(node_std, columns, parity, check_rows):
+            return node_std
+        node_odd = odd_part(node_std, columns, parity)
+        return _simplify(node_odd) if simplify else node_odd
+
     candidates: list[CandidateResult] = []
     seen = set()
     for cand in raw_candidates:
         node_std = _simplify(cand.node, distribute=True, drop_tolerance=1e-12) if simplify else cand.node
+        node_std = project(node_std)
         key = to_infix(node_std)
         if key in seen:
             continue
@@ -270,33 +356,55 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
     t_eval = time.perf_counter()
 
     # 6. select
-    ci = _select(candidates, float(selection_tolerance))
+    checked: dict[int, Any] = {}
+
+    def sound(i: int) -> bool:
+        if i not in checked:
+            from tf_symbolic_l2o.invariants import check_invariants
+
+            checked[i] = check_invariants(candidates[i].rule)
+        return checked[i].passed
+
+    ci = _select(candidates, float(selection_tolerance), sound if check else None)
 
     # 7. refit
     history, before, refit_meta = None, None, None
     if refit_constants:
         before = candidates[ci]
-        std_rule = Rule(before.standardized, features=info["features"], memlen=info["memlen"],
+        inner = before.standardized
+        if odd and isinstance(inner, Op) and inner.name == "mul" and inner.args[0] == Const(0.5) \
+                and isinstance(inner.args[1], Op) and inner.args[1].name == "sub":
+            inner = inner.args[1].args[0]  # refit h of ½·(h(x) − h(P·x)), then project again
+        std_rule = Rule(inner, features=info["features"], memlen=info["memlen"],
                         output_scale=info["output_scale"])
         refitted, history = _refit(std_rule, Xs_tr, ys_tr, **dict(refit_options or {}))
-        if refitted.expression != before.standardized:  # unchanged (no constants, no progress): keep it
-            candidates.append(evaluate(refitted.expression, "refit"))
+        node = project(refitted.expression)
+        if node != before.standardized:  # unchanged (no constants, no progress): keep it
+            candidates.append(evaluate(node, "refit"))
             candidates, front = _mark_pareto(candidates)
-            ci = len(candidates) - 1
+            if not check or sound(len(candidates) - 1):
+                ci = len(candidates) - 1
         refit_meta = {**refitted.metadata.get("refit", {}), "mse_space": "standardised y",
                       "before": before.metrics(), "after": candidates[ci].metrics()}
     t_refit = time.perf_counter()
     chosen = candidates[ci]
+    invariants = checked.get(ci)
+    if invariants is None:
+        from tf_symbolic_l2o.invariants import check_invariants
+
+        invariants = check_invariants(chosen.rule)
+    t_check = time.perf_counter()
 
     timings = {"split_s": t_split - t_start, "standardize_s": t_std - t_split, "backend_s": t_fit - t_std,
-               "evaluate_s": t_eval - t_fit, "refit_s": t_refit - t_eval, "total_s": t_refit - t_start}
+               "evaluate_s": t_eval - t_fit, "refit_s": t_refit - t_eval, "invariants_s": t_check - t_refit,
+               "total_s": t_check - t_start}
     settings = {"backend": sr.name, "backend_settings": sr.settings(), "seed": int(seed),
                 "test_fraction": float(test_fraction), "max_train_rows": max_train_rows,
                 "refit_constants": bool(refit_constants), "refit_options": dict(refit_options or {}),
                 "selection": "simplest Pareto rule within selection_tolerance of the best test R2",
                 "selection_tolerance": float(selection_tolerance), "simplify": bool(simplify),
                 "n_rows": int(n), "n_train": int(len(train_idx)), "n_test": int(n_test),
-                "n_candidates": len(candidates)}
+                "n_candidates": len(candidates), "odd": bool(odd), "check": bool(check)}
     dataset = _dataset_info(manifest, dataset_path)
     dataset["rows"] = int(n)
     metadata = {
@@ -305,7 +413,9 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
         "standardized_infix": to_infix(chosen.standardized), "n_train": int(len(train_idx)), "n_test": int(n_test),
         "test_fraction": float(test_fraction), "selection_tolerance": float(selection_tolerance),
         "dataset": {"path": dataset["path"], "sha256": dataset["sha256"], "source_kind": dataset["source_kind"]},
-        "time_s": timings["total_s"],
+        "time_s": timings["total_s"], "odd": bool(odd),
+        "invariants": invariants.to_dict(),
+        "teacher": teacher_symmetry(y, manifest),
     }
     if refit_meta is not None:
         metadata["refit"] = refit_meta
@@ -325,12 +435,27 @@ def _mark_pareto(candidates: Sequence[CandidateResult]) -> tuple[list, list]:
     return marked, front
 
 
-def _select(candidates: Sequence[CandidateResult], tolerance: float) -> int:
-    """Index of the simplest Pareto candidate within ``tolerance`` test R² of the best (ties: higher R²)."""
+def _select(candidates: Sequence[CandidateResult], tolerance: float, sound=None, max_checks: int = 12) -> int:
+    """Index of the simplest Pareto candidate within ``tolerance`` test R² of the best (ties: higher R²).
+
+    With ``sound`` (a predicate on indices), only candidates it accepts qualify: the Pareto front is searched in
+    that order first, then every finite candidate by test R² (at most ``max_checks`` predicates are evaluated);
+    :class:`UnsoundRuleError` if none qualifies.
+    """
     front = [i for i, c in enumerate(candidates) if c.pareto]
     best = max(candidates[i].r2_test for i in front)
-    ok = [i for i in front if candidates[i].r2_test >= best - tolerance]
-    return min(ok, key=lambda i: (candidates[i].complexity, -candidates[i].r2_test, i))
+    ok = sorted((i for i in front if candidates[i].r2_test >= best - tolerance),
+                key=lambda i: (candidates[i].complexity, -candidates[i].r2_test, i))
+    if sound is None:
+        return ok[0]
+    rest = sorted((i for i, c in enumerate(candidates) if i not in ok and math.isfinite(c.r2_test)),
+                  key=lambda i: (-candidates[i].r2_test, candidates[i].complexity, i))
+    for i in (ok + rest)[:max_checks]:
+        if sound(i):
+            return i
+    raise UnsoundRuleError(f"none of the {min(len(ok) + len(rest), max_checks)} best candidate rules passes the "
+                           f"invariant checks (rest, sign symmetry, descent); distill with a larger budget or "
+                           f"another seed, or pass --unconstrained to write an unchecked rule")
 
 
 # ---------------------------------------------------------------------------------------------- reports

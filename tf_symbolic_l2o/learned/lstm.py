@@ -6,8 +6,16 @@ Each scalar parameter of the optimizee is one row of a ``[n_coords, F]`` batch; 
       → optional input transform (DM: LogAndSign(k))
       → Dense + ELU preprocessing layers (RNNprop)
       → a stack of LSTM cells
-      → Dense(1) → tanh (RNNprop) or linear (DM)  = raw output ``out``
+      → Dense(1) → tanh (RNNprop) or linear (DM)  = h(x)
+    out = h(x)                                    (odd=False)
+    out = ½·(h(x) − h(x̄))                         (odd=True: x̄ = the inputs of the negated gradient sequence)
     θ ← θ + output_scale · out        (output_scale = 0.01; the network learns the descent sign)
+
+With ``odd=True`` the network runs twice per step, on the features of the gradient sequence and on those of its
+negation (odd features negated, ``t``/``s`` kept; for DM, LogAndSign(−g)), each branch with its own LSTM state.
+Negating the whole gradient sequence swaps the two branches, so it negates every output exactly; a zero gradient
+history feeds both branches the same inputs, so the output is exactly zero (no drift at rest). The stored LSTM
+state is then ``[n, 2·units]`` per layer (the two branches side by side).
 
 The raw output (before the ×0.01) is what the behaviour recorder stores and what symbolic rules imitate.
 """
@@ -52,12 +60,15 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         optimizer_name: a label (``"rp"``, ``"dm"``, …).
         seed: seeds the weight initialisers (Keras defaults: Glorot-uniform kernels, orthogonal recurrent
             kernels), so two optimizers built with the same seed start identical. ``None``: unseeded.
+        odd: antisymmetrise the output, ½·(h(x) − h(x̄)) (see the module docstring): the optimizer then steps
+            zero at rest and exactly opposite for opposite gradient sequences. ``False`` (the layer's default, and
+            what configs saved without the key mean) is the plain network.
     """
 
     def __init__(self, features="mt+gt", preproc: Sequence[int] = (20,), lstm: Sequence[int] = (20, 20),
                  output_activation: str = "tanh", input_transform: str = "none", log_and_sign_k: float = 5.0,
                  output_scale: float = 0.01, beta1: float = 0.95, beta2: float = 0.95,
-                 optimizer_name: str = "l2o", seed: int | None = None, **kwargs):
+                 optimizer_name: str = "l2o", seed: int | None = None, odd: bool = False, **kwargs):
         super().__init__(**kwargs)
         if output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
@@ -79,6 +90,7 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         self.output_scale = float(output_scale)
         self.optimizer_name = optimizer_name
         self.seed = seed
+        self.odd = bool(odd)
         init = self._initializer
         self.preproc_layers = [keras.layers.Dense(u, activation="elu", name=f"preproc_{i}",
                                                   kernel_initializer=init("glorot_uniform", 10 + i))
@@ -109,17 +121,28 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         self.head.build((None, width))
         self.built = True
 
+    @property
+    def state_units(self) -> tuple[int, ...]:
+        """Width of the stored ``h`` and ``c`` of each LSTM layer: its units, doubled when ``odd``."""
+        return tuple(2 * u if self.odd else u for u in self.lstm_units)
+
     # -- the CoordinateOptimizer protocol ---------------------------------------------------------------
     def init_state(self, num_coords):
-        """``(feature_state, ((h, c) per LSTM layer))``, all zeros."""
-        lstm = tuple((tf.zeros([num_coords, u]), tf.zeros([num_coords, u])) for u in self.lstm_units)
+        """``(feature_state, ((h, c) per LSTM layer))``, all zeros; ``h``, ``c`` are ``[n, state_units[i]]``."""
+        lstm = tuple((tf.zeros([num_coords, u]), tf.zeros([num_coords, u])) for u in self.state_units)
         return self.feature_set.init_state([num_coords]), lstm
 
-    def forward(self, grad, state, step):
-        """One step: ``(raw_output [n], features [n, F], new_state)``."""
-        feat_state, lstm_state = state
-        feats, feat_state = self.feature_set.update(feat_state, grad, step)
-        x = log_and_sign(grad, self.log_and_sign_k) if self.input_transform == "log_and_sign" else feats
+    def _inputs(self, grad, feats):
+        """The network's input ``[n, num_inputs]`` and, when ``odd``, that of the negated gradient sequence."""
+        if self.input_transform == "log_and_sign":
+            x = log_and_sign(grad, self.log_and_sign_k)
+            return x, (log_and_sign(-grad, self.log_and_sign_k) if self.odd else None)
+        if not self.odd:
+            return feats, None
+        return feats, feats * tf.constant(self.feature_set.parity(), feats.dtype)
+
+    def _network(self, x, lstm_state):
+        """h(x) ``[rows]`` and the new ``((h, c), …)`` for rows of inputs ``x`` and states ``lstm_state``."""
         for layer in self.preproc_layers:
             x = layer(x)
         new_lstm = []
@@ -129,7 +152,25 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         out = self.head(x)[:, 0]
         if self.output_activation == "tanh":
             out = tf.tanh(out)
-        return out, feats, (feat_state, tuple(new_lstm))
+        return out, tuple(new_lstm)
+
+    def forward(self, grad, state, step):
+        """One step: ``(raw_output [n], features [n, F], new_state)``."""
+        feat_state, lstm_state = state
+        feats, feat_state = self.feature_set.update(feat_state, grad, step)
+        x, x_neg = self._inputs(grad, feats)
+        if not self.odd:
+            out, new_lstm = self._network(x, lstm_state)
+            return out, feats, (feat_state, new_lstm)
+        # Two calls of the same shape, not one batch of 2n rows: a matrix product may round a row differently by
+        # its position in the batch, and then the branches would not mirror each other bit for bit.
+        pos_state = tuple((h[:, :u], c[:, :u]) for (h, c), u in zip(lstm_state, self.lstm_units))
+        neg_state = tuple((h[:, u:], c[:, u:]) for (h, c), u in zip(lstm_state, self.lstm_units))
+        pos, new_pos = self._network(x, pos_state)
+        neg, new_neg = self._network(x_neg, neg_state)
+        new_lstm = tuple((tf.concat([hp, hn], axis=1), tf.concat([cp, cn], axis=1))
+                         for (hp, cp), (hn, cn) in zip(new_pos, new_neg))
+        return 0.5 * (pos - neg), feats, (feat_state, new_lstm)
 
     def update(self, grad, state, step):
         out, _, state = self.forward(grad, state, step)
@@ -139,7 +180,7 @@ class CoordinatewiseLSTM(keras.layers.Layer):
         return self.update(grad, state, step)
 
     def state_floats_per_coordinate(self) -> int:
-        return len(self.feature_set.state_names()) + 2 * sum(self.lstm_units)
+        return len(self.feature_set.state_names()) + 2 * sum(self.state_units)
 
     def get_config(self):
         config = super().get_config()
@@ -148,6 +189,6 @@ class CoordinatewiseLSTM(keras.layers.Layer):
             "output_activation": self.output_activation, "input_transform": self.input_transform,
             "log_and_sign_k": self.log_and_sign_k, "output_scale": self.output_scale,
             "beta1": self.feature_set.beta1, "beta2": self.feature_set.beta2,
-            "optimizer_name": self.optimizer_name, "seed": self.seed,
+            "optimizer_name": self.optimizer_name, "seed": self.seed, "odd": self.odd,
         })
         return config

@@ -9,7 +9,10 @@ name        features                     preproc     LSTM          head      ref
 ``rp_si``   mp2, mp25, mp3 ("magic")     Dense 6     (7,)          tanh      RP_s with the p = 2, 2.5, 3 inputs
 ==========  ===========================  ==========  ============  ========  =========================================
 
-All use β1 = β2 = 0.95 and output scale 0.01.
+All use β1 = β2 = 0.95 and output scale 0.01, and are built **odd** (``odd=True``, see
+:class:`~tf_symbolic_l2o.learned.lstm.CoordinatewiseLSTM`): a zero gradient history gives a zero step and the
+negated gradient sequence the negated steps, so the rules distilled from them can be sound optimizers too.
+``make_l2o(name, odd=False)`` builds the plain network of the papers.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 
 PRESETS: dict[str, dict[str, Any]] = {
     "dm": dict(features="g", preproc=(), lstm=(20, 20), output_activation="linear",
-               input_transform="log_and_sign", log_and_sign_k=5.0),
-    "rp": dict(features="mt+gt", preproc=(20,), lstm=(20, 20), output_activation="tanh"),
-    "rp_s": dict(features="mt+gt", preproc=(6,), lstm=(7,), output_activation="tanh"),
-    "rp_si": dict(features="mp2+mp25+mp3", preproc=(6,), lstm=(7,), output_activation="tanh"),
+               input_transform="log_and_sign", log_and_sign_k=5.0, odd=True),
+    "rp": dict(features="mt+gt", preproc=(20,), lstm=(20, 20), output_activation="tanh", odd=True),
+    "rp_s": dict(features="mt+gt", preproc=(6,), lstm=(7,), output_activation="tanh", odd=True),
+    "rp_si": dict(features="mp2+mp25+mp3", preproc=(6,), lstm=(7,), output_activation="tanh", odd=True),
 }
 
 

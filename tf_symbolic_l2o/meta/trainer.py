@@ -65,6 +65,10 @@ class TrainConfig:
         keep_checkpoints: how many checkpoints to keep.
         val_every: validate every N epochs (0 = never; then the last weights are exported).
         val_runs: optimizee runs per validation (on the meta-training split, fixed seeds).
+        init_from: start from the weights of a saved learned optimizer (a run directory or an ``l2o/`` folder
+            of the same architecture; ``odd`` may differ), e.g. to re-train a plain network as an odd one. The
+            starting weights are validated too, so the exported weights are never worse than them on the
+            validation runs.
         second_order: exact meta-gradients through the optimizee's gradients (Hessian-vector products) instead of
             the paper's first-order ones; costs memory proportional to the optimizee's activations × the unroll.
     """
@@ -89,6 +93,7 @@ class TrainConfig:
     val_every: int = 5
     val_runs: int = 2
     second_order: bool = False
+    init_from: str | None = None
 
     def __post_init__(self):
         self.task = normalize_task_spec(self.task)
@@ -213,7 +218,17 @@ class MetaTrainer:
 
     # -- what is meta-trained (overridden by the meta-tuner) --------------------------------------------------
     def _make_l2o(self):
-        return make_l2o(self.config.optimizer, **{"seed": self.config.seed, **self.config.l2o})
+        l2o = make_l2o(self.config.optimizer, **{"seed": self.config.seed, **self.config.l2o})
+        if self.config.init_from:
+            from tf_symbolic_l2o.learned.io import load_l2o
+
+            start = load_l2o(self.config.init_from)
+            got, want = [tuple(w.shape) for w in start.weights], [tuple(w.shape) for w in l2o.weights]
+            if got != want:
+                raise ValueError(f"cannot start from {self.config.init_from}: its weights have shapes {got}, "
+                                 f"{self.config.optimizer} needs {want}")
+            l2o.set_weights(start.get_weights())
+        return l2o
 
     def _make_meta_optimizer(self) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(self.config.meta_lr)
@@ -324,7 +339,7 @@ class MetaTrainer:
         start_epoch = int(self.epoch.numpy()) + 1
         t_start = time.time()
         progress = _Progress(self.progress, cfg.epochs, start_epoch - 1, self.progress_label)
-        if self.validate_at_start and cfg.val_every and start_epoch == 1:
+        if (self.validate_at_start or getattr(cfg, "init_from", None)) and cfg.val_every and start_epoch == 1:
             val = self.validate()
             self._after_validation(val)
             self.log(f"validation loss of the starting point: {val:.4g}")

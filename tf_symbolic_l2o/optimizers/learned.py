@@ -97,7 +97,8 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
     Optimizer variables (created in :meth:`build`, in this order, for each trainable variable ``θ`` in turn, all
     float32): one slot per name of ``l2o.feature_set.state_names()``, shaped like ``θ``; then, for each LSTM
-    layer ``i``, ``lstm_{i}_h`` and ``lstm_{i}_c`` of shape ``[*θ.shape, units_i]``.
+    layer ``i``, ``lstm_{i}_h`` and ``lstm_{i}_c`` of shape ``[*θ.shape, l2o.state_units[i]]`` (the layer's
+    units, doubled for an odd L2O, which carries the state of its negated branch beside it).
 
     Sparse gradients are densified (the LSTM state of every coordinate advances at every step); non-finite
     values are handled as in :class:`~tf_symbolic_l2o.optimizers.SymbolicOptimizer`: a coordinate whose gradient,
@@ -152,7 +153,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         )
         self.l2o = l2o
         self._state_names = l2o.feature_set.state_names()
-        self._lstm_units = tuple(l2o.lstm_units)
+        self._lstm_units = tuple(l2o.state_units)
         self._output_scale = float(l2o.output_scale)
 
     def build(self, var_list):

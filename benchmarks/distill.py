@@ -14,7 +14,10 @@ CPU. "SR rows" is the number of rows the backend fitted on: the symmetrised trai
 ``odd=True``) capped by its ``max_rows``; the sparse backend drops the mirror half first (same fit).
 
     python benchmarks/distill.py [--rows 50000] [--repeats 1] [--backends gplearn,operon,sparse]
-                                 [--out benchmarks/results]
+                                 [--dataset RECORDED.npy] [--out benchmarks/results]
+
+``--dataset`` replaces the synthetic rows by a behaviour dataset recorded with ``tfl2o record`` (e.g. the rows
+a shipped rule was distilled from), so the backends are compared on a real teacher.
 
 Outputs: a table on stdout, ``<out>/distill.csv`` (one row per run) and ``<out>/distill.png``.
 """
@@ -55,6 +58,8 @@ def main(argv=None) -> int:
                              "installed)")
     parser.add_argument("--noise", type=float, default=0.01, help="noise std relative to the std of y")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", default=None, help="a recorded behaviour dataset (.npy + .json) instead of the "
+                                                        "synthetic rows")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
@@ -71,10 +76,18 @@ def main(argv=None) -> int:
         backends.remove("operon")
 
     t0 = time.perf_counter()
-    X, y, manifest = synthetic_behaviour(args.rows, RP_RULE, features="mt+gt", noise=args.noise, seed=args.seed)
-    gen_s = time.perf_counter() - t0
-    print(f"data: {args.rows} rows x {X.shape[1]} features ({', '.join(manifest['columns'])}), y = {RP_RULE} "
-          f"+ {args.noise:g}·std noise; generated in {gen_s:.1f} s")
+    if args.dataset:
+        from tf_symbolic_l2o.record import load_behaviour
+
+        X, y, manifest = load_behaviour(args.dataset)
+        args.rows = int(X.shape[0])
+        print(f"data: {args.dataset}: {args.rows} rows x {X.shape[1]} features ({', '.join(manifest['columns'])})")
+    else:
+        X, y, manifest = synthetic_behaviour(args.rows, RP_RULE, features="mt+gt", noise=args.noise,
+                                             seed=args.seed)
+        gen_s = time.perf_counter() - t0
+        print(f"data: {args.rows} rows x {X.shape[1]} features ({', '.join(manifest['columns'])}), y = {RP_RULE} "
+              f"+ {args.noise:g}·std noise; generated in {gen_s:.1f} s")
     print(f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
           f"load average {_load():.2f}; python {platform.python_version()}")
 

@@ -438,7 +438,7 @@ def _strategy(kind: str, cpu_replicas: int | None):
 @cli_errors
 def tune(
     rule: Annotated[Optional[str], typer.Argument(
-        help="The rule to tune: a rule.json, a shipped rule (symbolic_rp, symbolic_rp_operon, …) or the paper's "
+        help="The rule to tune: a rule.json, a shipped rule (symbolic_rp, symbolic_rp_small, …) or the paper's "
              "ψ family: psi[:FEATURES[:LAGS]], e.g. psi:mt+gt:1. Not needed with --resume.")] = None,
     task: Annotated[Optional[str], typer.Option(
         help="Optimizee: cnn, resnet, mlp or quadratic.", show_default="cnn")] = None,
@@ -606,6 +606,9 @@ def distill(
         help="operon / sparse: fit on at most this many training rows.", show_default="10000 / 50000")] = None,
     max_terms: Annotated[Optional[int], typer.Option(help="sparse: most basis terms in a candidate.",
                                                      show_default="16")] = None,
+    families: Annotated[Optional[str], typer.Option(
+        help="sparse: comma-separated basis families (linear, pairs, cube, tanh, asinh, tanhpairs, even).",
+        show_default="linear,pairs,cube,tanh,even")] = None,
     test_fraction: Annotated[float, typer.Option(help="Held-out fraction of rows for the test R².")] = 0.2,
     max_train_rows: Annotated[Optional[int], typer.Option(help="Use at most this many training rows.")] = None,
     refit_constants: Annotated[bool, typer.Option(
@@ -637,10 +640,11 @@ def distill(
         if backend not in ("operon", "sparse"):
             raise ValueError(f"--fit-rows applies to operon and sparse, not {backend!r}")
         operon_options["max_rows"] = fit_rows
-    if max_terms is not None:
-        if backend != "sparse":
-            raise ValueError(f"--max-terms applies to sparse, not {backend!r}")
-        operon_options["max_terms"] = max_terms
+    for flag, key, value in (("--max-terms", "max_terms", max_terms), ("--families", "families", families)):
+        if value is not None:
+            if backend != "sparse":
+                raise ValueError(f"{flag} applies to sparse, not {backend!r}")
+            operon_options[key] = value
     options.update(operon_options)
     _print(f"distilling {dataset} with {backend} …")
     result = distill_file(dataset, None, backend=backend, test_fraction=test_fraction, seed=seed,

@@ -175,7 +175,26 @@ def test_families_and_settings():
     s = SparseBackend(families=("tanh", "linear"), max_terms=3, link="tanh", max_rows=None).settings()
     assert s == {"max_terms": 3, "link": "tanh", "families": ["linear", "tanh"], "max_rows": None,
                  "refine_iterations": 50, "threads": 1}
-    assert set(SPARSE_FAMILIES) == set(SparseBackend().settings()["families"])
+    assert SparseBackend().settings()["families"] == ["linear", "pairs", "cube", "tanh", "even"]
+    assert set(SparseBackend().settings()["families"]) < set(SPARSE_FAMILIES)
+
+
+def test_bounded_families_recover_and_stay_odd():
+    """asinh and tanh pairs (the bounded basis for raw-gradient columns): an exact formula of them is recovered,
+    and every candidate is odd and grows at most like asinh far from the data."""
+    X = _data(2000, 9)
+    y = 0.8 * np.arcsinh(X[:, 0]) - 0.3 * np.tanh(X[:, 1]) * np.abs(np.tanh(X[:, 3]))
+    cands = SparseBackend(families="asinh,tanhpairs", link="linear", max_terms=4).fit(X, y, NAMES)
+    best = min(cands, key=lambda c: c.loss)
+    assert best.loss < 1e-20
+    far = X * 1e6
+    for c in cands:
+        env = {v: far[:, NAMES.index(v)] for v in variables(c.node)}
+        out = np.broadcast_to(evaluate_numpy(c.node, env, dtype=np.float64), far.shape[:1])
+        mirrored = {k: PARITY[NAMES.index(k)] * v for k, v in env.items()}
+        neg = np.broadcast_to(evaluate_numpy(c.node, mirrored, dtype=np.float64), far.shape[:1])
+        np.testing.assert_allclose(neg, -out, rtol=1e-12, atol=1e-12)
+        assert np.max(np.abs(out)) < 100.0  # asinh(1e6·x) ≈ 15: no polynomial blow-up
 
 
 @pytest.mark.parametrize("kwargs, match", [

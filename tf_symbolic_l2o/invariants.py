@@ -192,36 +192,43 @@ def _check(optimizer, *, steps: int = 200, seed: int = 0, atol: float = 1e-7,
     steps = int(steps)
     results = []
 
+    # the closed-loop descent runs first: their gradients also feed the sign check
+    loss0, loss1, traj = _descent_runs(opt, seed, int(dim), int(starts), steps)
+    # every open-loop sequence as a column of one run (the optimizers are coordinate-wise): rest, the constant
+    # grid, random sequences, the own trajectories, and the negations of the last three
+    const = np.tile(np.concatenate([_GRID, -_GRID])[None], (steps, 1))
+    rng = np.random.default_rng([seed, 31337])
+    scale = np.exp(rng.uniform(np.log(1e-6), np.log(10.0), num_random))
+    flips = np.where(rng.random((steps, num_random)) < 0.1, -1.0, 1.0).cumprod(axis=0)
+    random = (scale * (rng.normal(size=(steps, num_random)) + 0.5 * flips)).astype(np.float32)
+    parts = {"zero": np.zeros((steps, 8), np.float32), "constant grid": const, "random": random,
+             "own trajectories": traj}
+    blocks = list(parts.values()) + [-parts[k] for k in ("constant grid", "random", "own trajectories")]
+    bounds = np.cumsum([0] + [b.shape[1] for b in blocks])
+    out = _run_open_loop(np.concatenate(blocks, axis=1).astype(np.float32))
+    cols = [out[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
     # rest
-    zero = _run_open_loop(np.zeros((steps, 8), np.float32))
+    zero = cols[0]
     finite = bool(np.all(np.isfinite(zero)))
     first, worst = float(np.max(np.abs(zero[0]))), float(np.max(np.abs(zero)))
     results.append(InvariantResult(
         "rest", finite and worst <= atol, worst if finite else float("inf"), atol,
         f"zero gradients: max |Δθ| {first:.3g} at step 1, {worst:.3g} over {steps} steps (bound {atol:g})"))
 
-    # descent (closed loop), whose gradients also feed the sign check
-    loss0, loss1, traj = _descent_runs(opt, seed, int(dim), int(starts), steps)
+    # descent
     ratio = loss1 / loss0
-    const = np.concatenate([_GRID, -_GRID])
-    const_steps = _run_open_loop(np.tile(const[None], (steps, 1)))
-    moved = np.sum(const_steps, axis=0)
-    against = bool(np.all(np.isfinite(moved)) and np.all(moved * const < 0))
+    moved = np.sum(cols[1], axis=0)
+    against = bool(np.all(np.isfinite(moved)) and np.all(moved * const[0] < 0))
     worst_ratio = float(np.max(ratio)) if np.all(np.isfinite(ratio)) else float("inf")
     results.append(InvariantResult(
         "descent", worst_ratio < 1.0 and against, worst_ratio, 1.0,
         f"quadratics: final/initial loss {float(np.min(ratio)):.3g}–{worst_ratio:.3g} over {ratio.size} starts "
         f"× {steps} steps; constant g on 1e-8…1e2: moves against g {'everywhere' if against else 'NOT everywhere'}"))
 
-    # sign symmetry: constant grid, random sequences, the optimizer's own trajectories
-    rng = np.random.default_rng([seed, 31337])
-    scale = np.exp(rng.uniform(np.log(1e-6), np.log(10.0), num_random))
-    flips = np.where(rng.random((steps, num_random)) < 0.1, -1.0, 1.0).cumprod(axis=0)
-    random = (scale * (rng.normal(size=(steps, num_random)) + 0.5 * flips)).astype(np.float32)
+    # sign symmetry
     worst, where = 0.0, ""
-    for label, g in (("constant grid", np.tile(const[None], (steps, 1))), ("random", random),
-                     ("own trajectories", traj)):
-        pos, neg = _run_open_loop(g), _run_open_loop(-g)
+    for label, pos, neg in zip(("constant grid", "random", "own trajectories"), cols[1:4], cols[4:7]):
         gap = np.abs(pos + neg)
         err = float(np.max(gap)) if np.all(np.isfinite(gap)) else float("inf")
         if err >= worst:

@@ -13,8 +13,8 @@ Tuned baselines (learning rate from a grid):
       θ ← θ − lr·wd·θ (if wd);   θ ← θ − lr·sign(β1·m + (1−β1)·g);   m ← β2·m + (1−β2)·g
 
 Untuned learned / symbolic optimizers from ``saved_models/``: ``rp_mnist_mlp`` (the meta-trained RNNprop LSTM,
-:func:`~tf_symbolic_l2o.learned.io.load_l2o`) and the rules ``symbolic_rp``, ``symbolic_psi_tuned``,
-``symbolic_rp_operon``, ``symbolic_rp_lags`` and ``symbolic_rp_lags8`` (:class:`~tf_symbolic_l2o.rules.coordinate.RuleOptimizer`).
+:func:`~tf_symbolic_l2o.learned.io.load_l2o`) and the rules ``symbolic_rp``, ``symbolic_rp_small``,
+``symbolic_psi_tuned``, ``symbolic_rp_si`` and ``symbolic_dm`` (:class:`~tf_symbolic_l2o.rules.coordinate.RuleOptimizer`).
 
 Decoupled weight decay needs θ, which the coordinate-wise protocol does not pass to ``update``. :class:`AdamW` and
 :class:`Lion` therefore keep a mirror of θ in their state: ``init_state(n, params=θ₀)`` seeds it, and every
@@ -32,12 +32,10 @@ import tensorflow as tf
 
 TUNED = ("adam", "adamw", "momentum", "rmsprop", "lion")
 LEARNED = ("rp_mnist_mlp",)
-RULES = ("symbolic_rp", "symbolic_psi_tuned", "symbolic_rp_operon", "symbolic_rp_lags", "symbolic_rp_lags8",
-         "symbolic_rp_si", "symbolic_dm")
+RULES = ("symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si", "symbolic_dm")
 LABELS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD+momentum", "rmsprop": "RMSprop", "lion": "Lion",
           "rp_mnist_mlp": "RNNprop (learned)", "symbolic_rp": "symbolic RP", "symbolic_psi_tuned": "symbolic ψ tuned",
-          "symbolic_rp_operon": "symbolic RP (operon)", "symbolic_rp_lags": "symbolic RP (operon, 4 lags)",
-          "symbolic_rp_lags8": "symbolic RP (operon, 8 lags of m̃, g̃)",
+          "symbolic_rp_small": "symbolic RP (8 B/param)",
           "symbolic_rp_si": "symbolic RP-si",
           "symbolic_dm": "symbolic DM"}
 

@@ -39,8 +39,8 @@ DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
     "lion": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
 }
 FULL_OPTIMIZERS = ("adam", "adamw", "momentum", "rmsprop", "lion",
-                   "rp_mnist_mlp", "symbolic_rp", "symbolic_psi_tuned", "symbolic_rp_operon", "symbolic_rp_lags",
-                   "symbolic_rp_lags8")
+                   "rp_mnist_mlp", "symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si",
+                   "symbolic_dm")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,10 @@ family       terms                                tree
              pair ``(i, j)``, ``i = j`` included  ``x_j``; ``i = j`` is the signed square ``x_i·|x_i|``)
 ``cube``     ``x_i³``                             ``cube(x_i)``
 ``tanh``     ``tanh(x_i)``                        ``tanh(x_i)``
+``asinh``    ``asinh(x_i)``                       ``asinh(x_i)`` (a signed log of the magnitude: DM's LogAndSign view
+                                                  of the raw gradient; grows slowly far from the data)
+``tanhpairs``  ``tanh(x_i)·|tanh(x_j)|``          ``mul(tanh(x_i), abs(tanh(x_j)))``: the bounded form of ``pairs``,
+                                                  for raw-gradient columns whose far values must not blow up
 ``even``     ``x_i·e_j``                          ``mul(x_i, e_j)``
 ===========  ===================================  ==================================================================
 
@@ -74,7 +78,7 @@ from tf_symbolic_l2o.rules.expression import split_var
 
 __all__ = ["SparseBackend", "SPARSE_FAMILIES", "SPARSE_LINKS"]
 
-SPARSE_FAMILIES = ("linear", "pairs", "cube", "tanh", "even")
+SPARSE_FAMILIES = ("linear", "pairs", "cube", "tanh", "asinh", "tanhpairs", "even")
 """The basis families :class:`SparseBackend` knows (see the module docstring)."""
 SPARSE_LINKS = ("auto", "linear", "tanh")
 """The output links: ``auto`` fits both ``linear`` and ``tanh``."""
@@ -130,6 +134,11 @@ def _basis(X: np.ndarray, names: Sequence[str], families: Sequence[str]) -> tupl
         specs += [(Op("cube", (var[i],)), ("cube", i)) for i in odd]
     if "tanh" in families:
         specs += [(Op("tanh", (var[i],)), ("tanh", i)) for i in odd]
+    if "asinh" in families:
+        specs += [(Op("asinh", (var[i],)), ("asinh", i)) for i in odd]
+    if "tanhpairs" in families:
+        specs += [(Op("mul", (Op("tanh", (var[i],)), Op("abs", (Op("tanh", (var[j],)),)))), ("ta", i, j))
+                  for i in odd for j in odd]
     if "even" in families:
         specs += [(Op("mul", (var[i], var[j])), ("xe", i, j)) for i in odd for j in even]
     Phi = np.empty((X.shape[0], len(specs)), dtype=np.float64)
@@ -143,6 +152,10 @@ def _basis(X: np.ndarray, names: Sequence[str], families: Sequence[str]) -> tupl
                 np.multiply(X[:, s[1]] * X[:, s[1]], X[:, s[1]], out=Phi[:, k])
             elif s[0] == "tanh":
                 np.tanh(X[:, s[1]], out=Phi[:, k])
+            elif s[0] == "asinh":
+                np.arcsinh(X[:, s[1]], out=Phi[:, k])
+            elif s[0] == "ta":
+                np.multiply(np.tanh(X[:, s[1]]), np.abs(np.tanh(X[:, s[2]])), out=Phi[:, k])
             else:
                 np.multiply(X[:, s[1]], X[:, s[2]], out=Phi[:, k])
     return [n for n, _ in specs], Phi

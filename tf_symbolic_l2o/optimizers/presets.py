@@ -4,13 +4,19 @@ Each default rule was produced by this project's own pipeline (``tfl2o train`` �
 ``tfl2o distill``); ``saved_models/MANIFEST.json`` records the commands, seeds and measured figures (R², closed-loop
 loss). Pass ``rule=`` to use another rule with the same class name in configs.
 
-================  ====================================  ==============================================
-class             default rule                          distilled from
-================  ====================================  ==============================================
-``SymbolicRP``    ``saved_models/symbolic_rp/rule.json``    the RNNprop family (``rp_s`` run, m̃, g̃)
-``SymbolicRPsi``  ``saved_models/symbolic_rp_si/rule.json`` ``rp_si`` (the p = 2, 2.5, 3 inputs)
-``SymbolicDM``    ``saved_models/symbolic_dm/rule.json``    ``dm`` (gradient history)
-================  ====================================  ==============================================
+=================  ==========================================  ===========================================
+class              default rule                                distilled from
+=================  ==========================================  ===========================================
+``SymbolicRP``     ``saved_models/symbolic_rp/rule.json``      ``rp_s`` (16 lags of m̃, g̃; 128 B/param)
+``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``   ``rp_si`` (8 lags of the p = 2, 2.5, 3 inputs)
+``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``      ``dm`` (lags of g, its momenta, m̃, g̃)
+=================  ==========================================  ===========================================
+
+Every default rule is odd in the gradient by construction (distilled by ``tfl2o distill``'s default, odd search,
+from odd LSTM teachers) and passes :func:`~tf_symbolic_l2o.invariants.check_invariants`: no step at zero gradient,
+opposite steps for opposite gradients, descent on the sanity quadratics. ``SymbolicRP`` keeps 15 lags of two
+features per parameter; ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` is the 8 B/param
+variant (Adam's two slots), less faithful to its teacher.
 
 The default learning rate is 1.0: the rule's native step, as distilled (Δθ = 0.01·f(features)).
 """

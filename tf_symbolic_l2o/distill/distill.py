@@ -160,7 +160,7 @@ def parity_vector(features: Mapping, memlen: int) -> np.ndarray:
 def odd_part(node: Node, columns: Sequence[str], parity: np.ndarray) -> Node:
     """``½·(h(x) − h(P·x))``: the odd part of ``h`` under the column parities ``parity`` (−1: the variable is
     negated)."""
-    from tf_symbolic_l2o.rules import Op, Var, substitute, variables
+    from tf_symbolic_l2o.rules import Var, substitute, variables
 
     flip = {c: Op("neg", (Var(c),)) for c, p in zip(columns, parity) if p < 0 and c in variables(node)}
     if not flip:  # only even variables: the odd part is zero
@@ -334,11 +334,15 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
 
     check_rows = Xs_tr[np.random.default_rng([int(seed), 7]).permutation(len(Xs_tr))[:512]]
 
+    inner_of: dict[Node, Node] = {}  # projected expression → the backend's expression it came from
+
     def project(node_std: Node) -> Node:
         if not odd or _is_odd(node_std, columns, parity, check_rows):
             return node_std
         node_odd = odd_part(node_std, columns, parity)
-        return _simplify(node_odd) if simplify else node_odd
+        node_odd = _simplify(node_odd) if simplify else node_odd
+        inner_of.setdefault(node_odd, node_std)
+        return node_odd
 
     candidates: list[CandidateResult] = []
     seen = set()
@@ -356,12 +360,12 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
     t_eval = time.perf_counter()
 
     # 6. select
+    from tf_symbolic_l2o.invariants import check_invariants
+
     checked: dict[int, Any] = {}
 
     def sound(i: int) -> bool:
         if i not in checked:
-            from tf_symbolic_l2o.invariants import check_invariants
-
             checked[i] = check_invariants(candidates[i].rule)
         return checked[i].passed
 
@@ -371,10 +375,7 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
     history, before, refit_meta = None, None, None
     if refit_constants:
         before = candidates[ci]
-        inner = before.standardized
-        if odd and isinstance(inner, Op) and inner.name == "mul" and inner.args[0] == Const(0.5) \
-                and isinstance(inner.args[1], Op) and inner.args[1].name == "sub":
-            inner = inner.args[1].args[0]  # refit h of ½·(h(x) − h(P·x)), then project again
+        inner = inner_of.get(before.standardized, before.standardized)  # refit h of ½·(h(x) − h(P·x)), re-project
         std_rule = Rule(inner, features=info["features"], memlen=info["memlen"],
                         output_scale=info["output_scale"])
         refitted, history = _refit(std_rule, Xs_tr, ys_tr, **dict(refit_options or {}))
@@ -388,11 +389,7 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
                       "before": before.metrics(), "after": candidates[ci].metrics()}
     t_refit = time.perf_counter()
     chosen = candidates[ci]
-    invariants = checked.get(ci)
-    if invariants is None:
-        from tf_symbolic_l2o.invariants import check_invariants
-
-        invariants = check_invariants(chosen.rule)
+    invariants = checked.get(ci) or check_invariants(chosen.rule)
     t_check = time.perf_counter()
 
     timings = {"split_s": t_split - t_start, "standardize_s": t_std - t_split, "backend_s": t_fit - t_std,

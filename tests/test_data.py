@@ -225,7 +225,7 @@ def test_tfds_not_prepared_fails_fast(tmp_path, fresh_cache):
 
 
 def test_tfds_mock_mnist_and_cifar10(fresh_cache):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=20):
         mnist = load_dataset("mnist")
         cifar = load_dataset("tfds:cifar10")
@@ -250,8 +250,8 @@ def test_tfds_mock_mnist_and_cifar10(fresh_cache):
 
 def test_tfds_prepared_dataset_on_disk(tmp_path, fresh_cache):
     """A tiny dataset genuinely prepared as TFDS 'mnist' files (no network): the real reading path."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
     rng = np.random.default_rng(0)
     images = {"train": rng.integers(0, 256, (30, 28, 28, 1), dtype=np.uint8),
               "test": rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8)}

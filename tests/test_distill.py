@@ -1,6 +1,5 @@
 """Distillation: standardisation fold-back, the SR sanity suite of the paper, refit, reports, errors, backends."""
 
-import importlib.util
 import json
 import sys
 
@@ -20,7 +19,6 @@ DIGITS = {"name": "mlp", "dataset": "digits", "hidden": [8], "batch_size": 32}
 SMALL = {"population_size": 500, "generations": 10}  # a test budget: about 1–2 s per fit on 3 000 rows
 RP_RULE = "tanh(tanh(0.0248 + sinh((-1.992 * mt_0) ^ 3)))"
 
-HAVE_OPERON = importlib.util.find_spec("pyoperon") is not None
 
 
 # ------------------------------------------------------------------------------------------ standardisation
@@ -30,7 +28,6 @@ def test_fold_back_is_exact():
     rng = np.random.default_rng(0)
     names = ["mt_0", "gt_0", "g_0"]
     X = np.stack([rng.normal(0.3, 0.5, 500), rng.normal(-1.0, 2.0, 500), rng.normal(0, 1e-4, 500)], axis=1)
-    X[:, 1] = np.where(rng.random(500) < 0.5, X[:, 1], X[:, 1])
     y = rng.normal(0.02, 0.003, 500)
     std = Standardizer.fit(X, y, names)
     # f over standardised variables, with protected ops and a constant-only sub-tree
@@ -302,12 +299,14 @@ def test_operon_missing_gives_install_hint(monkeypatch):
         OperonBackend().fit(np.zeros((10, 1)), np.arange(10.0), ["mt_0"])
 
 
-@pytest.mark.skipif(not HAVE_OPERON, reason="pyoperon is not installed (optional extra: "
-                                            "pip install tf-symbolic-l2o[operon])")
 def test_operon_backend_distills():
-    X, y, manifest = synthetic_behaviour(3000, RP_RULE, features="mt+gt", seed=0)
-    res = distill(X, y, manifest, backend="operon", max_evaluations=20_000, generations=50,
-                  population_size=300)
-    assert res.r2_test >= 0.95, res.summary()
+    """A small fixed-seed pyoperon search (the ``operon`` extra, installed by ``.ci/run``) recovers an odd
+    RNNprop-like rule: 5,000 evaluations, about 25 s on 2 cores, R² 0.989 when written."""
+    X, y, manifest = synthetic_behaviour(3000, "tanh(tanh(sinh((-1.992 * mt_0) ^ 3)))", features="mt+gt", seed=0)
+    res = distill(X, y, manifest, backend="operon", max_evaluations=5_000, generations=20, population_size=200,
+                  seed=0)
+    assert res.r2_test >= 0.97, res.summary()
     assert res.settings["backend"] == "operon"
+    inv = res.rule.metadata["invariants"]
+    assert all(v["passed"] for v in inv.values()), inv
     assert set(res.rule.variables) <= {"mt_0", "gt_0"}

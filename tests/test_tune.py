@@ -159,7 +159,14 @@ def test_tune_resume_is_exact(tmp_path):
     MetaTuner(cfg, tmp_path / "full").run()
     MetaTuner(cfg, tmp_path / "part", stop_after_epoch=2).run()
     assert not (tmp_path / "part" / "rule.json").exists()
-    MetaTuner(None, tmp_path / "part", resume=True).run()
+    before = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    assert list(before["epoch"]) == [1, 2]
+    logs = []
+    MetaTuner(None, tmp_path / "part", resume=True, log=logs.append).run()
+    assert any(m.startswith("resumed from") and m.endswith("at epoch 2") for m in logs), logs
+    # the part run's rows, timings included, survive the resume (a silent restart would rewrite them)
+    after = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    pd.testing.assert_frame_equal(after.iloc[:2].reset_index(drop=True), before)
     a, b = load_tuned_rule(tmp_path / "full"), load_tuned_rule(tmp_path / "part")
     assert a.constants == b.constants and a.constants != psi_rule().constants
     ma, mb = pd.read_csv(tmp_path / "full" / "metrics.csv"), pd.read_csv(tmp_path / "part" / "metrics.csv")

@@ -110,9 +110,17 @@ def test_optimizer_errors_and_state_size():
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
+    import shutil
+
     out = tmp_path_factory.mktemp("bench") / "smoke"
     runner = run_benchmark(get_suite("smoke"), out)
+    # the report as the run wrote it (later tests rebuild out/report in place with --report-only)
+    shutil.copytree(out / "report", out.parent / ORIGINAL_REPORT)
     return out, runner
+
+
+ORIGINAL_REPORT = "report_as_run"
+TEXT_REPORT_FILES = ("metrics.csv", "profile.csv", "results.md")  # the PNGs may differ byte for byte
 
 
 def test_smoke_runs_end_to_end(smoke):
@@ -146,6 +154,60 @@ def test_smoke_runs_end_to_end(smoke):
     assert (digits["test_metric"] == "test_accuracy").all() and (digits["test_metric_mean"] > 0.5).all()
     md = (out / "report" / "results.md").read_text()
     assert "logreg_digits" in md and "Performance profile" in md
+
+
+def _speedups_from_saved_curves(out):
+    """Speed-up vs Adam re-derived in NumPy/pandas from the saved ``.npz`` curves and ``.json`` manifests, per the
+    definition in benchmark/metrics.py: smooth = trailing mean over max(1, steps // 10) steps; Adam's target = its
+    smoothed mean-over-seeds curve at the last step; steps to a target = first index where the smoothed curve is
+    ≤ it, plus one; speed-up (per seed) = Adam's steps to its own target ÷ the run's; mean over the seeds that reach
+    it (NaN when none does)."""
+    import pandas as pd
+
+    curves = {}  # (task, optimizer) -> {seed: losses}, final runs only
+    for stem in json.loads((out / "index.json").read_text())["runs"]:
+        manifest = json.loads((out / (stem + ".json")).read_text())
+        if manifest["phase"] != "final":
+            continue
+        with np.load(out / (stem + ".npz")) as z:
+            curves.setdefault((manifest["task"], manifest["optimizer"]), {})[manifest["seed"]] = \
+                np.asarray(z["losses"], dtype=np.float64)
+
+    def smooth(c):
+        return pd.Series(c).rolling(max(1, len(c) // 10), min_periods=1).mean().to_numpy()
+
+    def first_reach(c, target):
+        hit = np.flatnonzero(c <= target)
+        return hit[0] + 1.0 if hit.size else np.nan
+
+    speedups = {}
+    for (task, opt), by_seed in curves.items():
+        adam = smooth(np.mean([c for _, c in sorted(curves[(task, "adam")].items())], axis=0))
+        adam_steps = first_reach(adam, adam[-1])
+        per_seed = np.array([adam_steps / first_reach(smooth(c), adam[-1]) if np.all(np.isfinite(c)) else np.nan
+                             for _, c in sorted(by_seed.items())])
+        ok = np.isfinite(per_seed)
+        speedups[(task, opt)] = (per_seed[ok].mean() if ok.any() else np.nan, int(ok.sum()))
+    return speedups
+
+
+def test_speedup_vs_adam_matches_the_saved_curves(smoke):
+    import pandas as pd
+
+    out, _ = smoke
+    expected = _speedups_from_saved_curves(out)
+    metrics = pd.read_csv(out.parent / ORIGINAL_REPORT / "metrics.csv")
+    assert len(metrics) == len(expected)
+    checked = 0
+    for row in metrics.itertuples():
+        value, reached = expected[(row.task, row.optimizer)]
+        assert row.speedup_vs_adam_reached == reached, (row.task, row.optimizer)
+        if np.isnan(value):
+            assert np.isnan(row.speedup_vs_adam), (row.task, row.optimizer)
+        else:
+            np.testing.assert_allclose(row.speedup_vs_adam, value, rtol=1e-9, err_msg=f"{row.task} {row.optimizer}")
+            checked += row.optimizer != "adam" and not np.isclose(value, 1.0)
+    assert checked > 0  # at least one non-Adam optimizer with a speed-up other than 1 was compared
 
 
 def test_second_call_reuses_the_cache(smoke):
@@ -187,6 +249,10 @@ def test_report_rebuilds_from_saved_curves(smoke, tmp_path):
     build_report(copy)  # nothing is run: only the saved curves are read
     for name in REPORT_FILES:
         assert (copy / "report" / name).is_file()
+    assert set(TEXT_REPORT_FILES) <= set(REPORT_FILES)
+    for name in TEXT_REPORT_FILES:  # the rebuilt text outputs equal those the run wrote, byte for byte
+        original = (out.parent / ORIGINAL_REPORT / name).read_bytes()
+        assert len(original) > 0 and (copy / "report" / name).read_bytes() == original, name
     records, suite = load_records(copy)
     assert suite["name"] == "smoke" and len(records) > 0
 
@@ -220,6 +286,8 @@ def test_cli_benchmark(smoke, tmp_path):
     import typer
     from typer.testing import CliRunner
 
+    from test_cli import assert_one_line_error
+
     from cli.benchmark_cmd import benchmark
     from cli.main import cli_errors
 
@@ -231,8 +299,11 @@ def test_cli_benchmark(smoke, tmp_path):
     assert "report written" in res.output
     res = CliRunner().invoke(app, ["--out", str(out), "--suite", "huge"])
     assert res.exit_code == 2
+    assert_one_line_error(res, "--suite", "smoke or full", "'huge'")
     res = CliRunner().invoke(app, ["--out", str(tmp_path / "nothing"), "--report-only"])
     assert res.exit_code == 2
+    assert_one_line_error(res, "benchmark index", "not found", str(tmp_path / "nothing" / "index.json"))
+    assert not (tmp_path / "nothing").exists()
     res = CliRunner().invoke(app, ["--out", str(out), "--no-progress"])  # everything cached: fast
     assert res.exit_code == 0, res.output
     assert "0 runs computed" in res.output

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from _replay import assert_rows_replay_the_l2o
 from cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,17 @@ TINY_EVAL = ["--runs", "2", "--steps", "10", "--tune-runs", "1", "--lr-grid", "0
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def checkpoint_l2o_weights(path):
+    """The L2O weights stored in one checkpoint (``…/ckpt-N``), in variable order."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(path))
+    keys = sorted((k for k in reader.get_variable_to_shape_map() if k.startswith("l2o_weights/")),
+                  key=lambda k: int(k.split("/")[1]))
+    assert keys, f"no l2o weights in {path}"
+    return [reader.get_tensor(k) for k in keys]
 
 
 def assert_one_line_error(result, *fragments):
@@ -107,6 +120,23 @@ def test_train_writes_a_run(trained_run):
     assert config["meta_lr"] == 1e-3  # not given on the command line: the TrainConfig default
     assert "meta-training of rp" in result.output
     assert "written" in result.output
+    assert np.all(np.isfinite(metrics["meta_loss"])) and np.all(metrics["meta_loss"] > 0)
+    # meta-training moved the weights: the exported L2O differs from the same preset built with the run's seed
+    # (the trainer's starting point; building it twice gives the same weights), and epoch 2 moved them again
+    from tf_symbolic_l2o.learned.io import load_l2o
+    from tf_symbolic_l2o.learned.registry import make_l2o
+
+    init = make_l2o(config["optimizer"], seed=config["seed"], **config["l2o"]).get_weights()
+    for a, b in zip(init, make_l2o(config["optimizer"], seed=config["seed"], **config["l2o"]).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    saved = load_l2o(run_dir / "l2o").get_weights()
+    assert [w.shape for w in saved] == [w.shape for w in init]
+    assert all(np.all(np.isfinite(w)) for w in saved)
+    assert any(not np.array_equal(a, b) for a, b in zip(saved, init))
+    epoch1, epoch2 = (checkpoint_l2o_weights(run_dir / "checkpoints" / f"ckpt-{e}") for e in (1, 2))
+    assert [w.shape for w in epoch1] == [w.shape for w in init]
+    assert any(not np.array_equal(a, b) for a, b in zip(epoch1, init))
+    assert any(not np.array_equal(a, b) for a, b in zip(epoch2, epoch1))
 
 
 def test_evaluate_writes_report_and_prints_table(evaluated_run):
@@ -120,6 +150,13 @@ def test_evaluate_writes_report_and_prints_table(evaluated_run):
     assert set(summary["runs"]) == {2}
     curves = pd.read_csv(out / "curves.csv")
     assert curves["step"].max() == 9  # --steps 10
+    # final loss = mean over runs of each run's mean over its last 10 % of steps: with 10 steps, the last step;
+    # curves.csv holds the mean over runs per step, so the two agree
+    last = curves[curves["step"] == 9].set_index("optimizer")["mean"]
+    assert set(last.index) == set(summary["optimizer"])
+    for row in summary.itertuples():
+        assert np.isfinite(row.final_loss_mean) and row.final_loss_mean > 0, row.optimizer
+        np.testing.assert_allclose(row.final_loss_mean, last[row.optimizer], rtol=1e-5, err_msg=row.optimizer)
     assert "adam(lr=" in result.output
     assert "best baseline" in result.output
     assert "final loss" in result.output
@@ -163,11 +200,31 @@ def test_resume_finished_run(trained_run, tmp_path):
     assert "resumed from" in result.output
     assert "ignoring unroll" in result.output  # the saved config wins
     assert list(pd.read_csv(copy / "metrics.csv")["epoch"]) == [1, 2]
+    before = pd.read_csv(run_dir / "metrics.csv")  # the first session's rows
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "metrics.csv"), before, check_exact=True)
     # --epochs extends a finished run
     result = invoke("train", "--resume", "--out", copy, "--epochs", "3", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert list(pd.read_csv(copy / "metrics.csv")["epoch"]) == [1, 2, 3]
+    assert "resumed from" in result.output and "at epoch 2" in result.output
+    after = pd.read_csv(copy / "metrics.csv")
+    assert list(after["epoch"]) == [1, 2, 3]
     assert json.loads((copy / "config.json").read_text())["epochs"] == 3
+    # the rows of the first session survive unchanged, wall time included (epochs 1–2 were not re-run)
+    pd.testing.assert_frame_equal(after.iloc[:2], before, check_exact=True)
+    # … and it continued from the checkpointed weights: the same as one uninterrupted 3-epoch run
+    straight = tmp_path / "straight"
+    i = TINY_TRAIN.index("--epochs")
+    result = invoke("train", *TINY_TRAIN[:i], "--epochs", "3", *TINY_TRAIN[i + 2:], "--out", straight)
+    assert result.exit_code == 0, result.output
+    for a, b in zip(checkpoint_l2o_weights(straight / "checkpoints" / "ckpt-3"),
+                    checkpoint_l2o_weights(copy / "checkpoints" / "ckpt-3")):
+        np.testing.assert_array_equal(a, b)
+    from tf_symbolic_l2o.learned.io import load_l2o
+
+    for a, b in zip(load_l2o(straight / "l2o").get_weights(), load_l2o(copy / "l2o").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    cols = [c for c in after.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(after[cols], pd.read_csv(straight / "metrics.csv")[cols], check_exact=True)
 
 
 # -- errors --------------------------------------------------------------------------------------------------------
@@ -284,6 +341,8 @@ def test_record_then_evaluate_a_rule_closed_loop(trained_run, tmp_path):
     assert out.exists() and out.with_suffix(".json").exists()
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["shape"] == [200, 5] and manifest["task"]["dataset"] == "digits"
+    assert manifest["columns"] == ["mt_0", "gt_0", "mt_1", "gt_1"]
+    assert_rows_replay_the_l2o(run_dir, np.load(out), manifest)
     # a hand-written rule (SGD-like on m̃) runs closed-loop beside the L2O from the same inits
     from tf_symbolic_l2o.rules import Rule, parse_infix
 
@@ -292,6 +351,9 @@ def test_record_then_evaluate_a_rule_closed_loop(trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(tmp_path / "e" / "summary.csv")
     assert "rule:r" in set(summary["optimizer"])
+    final = summary.set_index("optimizer")["final_loss_mean"]
+    assert np.isfinite(final["rule:r"]) and final["rule:r"] > 0
+    assert final["rule:r"] != final["rp"]  # the rule ran, not a copy of the L2O's curve
     assert "rule:r / rp final loss" in result.output
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "tfl2o-rule/1", "expression": ["__import__", "os"], "features": {"names": "mt"}, '

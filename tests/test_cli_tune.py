@@ -71,9 +71,22 @@ def test_tune_resume_after_a_kill_continues_exactly(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "rule.json").exists(), "the run finished before it was killed"
+    # what the kill left on disk: the checkpoint the manager's state file names (checkpoint number = epoch; the
+    # kill may land after ckpt-2, or between writing a checkpoint and recording it) and the metrics rows up to it
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert latest is not None
+    epoch = int(latest.rsplit("-", 1)[1])
+    assert 1 <= epoch < 12 and latest == str(run_dir / "checkpoints" / f"ckpt-{epoch}")
+    done = pd.read_csv(run_dir / "metrics.csv")
+    done = done[done["epoch"] <= epoch].reset_index(drop=True)
+    assert list(done["epoch"]) == list(range(1, epoch + 1))
     result = invoke("tune", "--resume", "--out", run_dir, "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "resumed from" in result.output
+    assert f"resumed from {latest} at epoch {epoch}\n" in result.output
+    # the epochs done before the kill were not re-run: their rows, wall time included, are unchanged
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "metrics.csv").iloc[:epoch], done, check_exact=True)
     a = json.loads((tmp_path / "full" / "rule.json").read_text())
     b = json.loads((run_dir / "rule.json").read_text())
     assert a["expression"] == b["expression"]

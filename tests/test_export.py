@@ -32,6 +32,11 @@ LAG3 = Rule.from_dict({"format": "tfl2o-rule/1", "output_scale": 0.1, "memlen": 
 
 SMCLI = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 RUN_INPUTS = "grad=[0.1,-0.2];step=1;m=[0.,0.];v=[0.,0.]"
+# t = 2 from the state that RUN_INPUTS returns (m = 0.05·g₁, v = 0.05·g₁²): here |m̃| ≈ 0.29, 0.22 < 1, so the
+# rule is not saturated and the printed delta depends on every constant of the expression.
+RUN2_STATE = {"m": [0.005, -0.01], "v": [0.0005, 0.002]}
+RUN2_GRAD = [-0.05, 0.3]
+RUN2_INPUTS = f"grad={RUN2_GRAD};step=2;m={RUN2_STATE['m']};v={RUN2_STATE['v']}".replace(" ", "")
 X_SERVE = [[0.5, -1.0, 2.0, 0.25], [1.0, 0.0, -0.5, 3.0]]
 MARK = "@@CMD@@"
 # Several saved_model_cli command lines through its own main() in ONE interpreter (one TensorFlow import instead
@@ -101,16 +106,18 @@ def artifacts(tmp_path_factory):
         commands = [["show", "--dir", str(rp_dir), "--all"],
                     ["show", "--dir", str(model_dir), "--all"],
                     ["run", "--dir", str(model_dir), "--tag_set", "serve", "--signature_def", "serving_default",
-                     "--input_exprs", f"x={X_SERVE}", "--outdir", str(root / "model_out")]]
+                     "--input_exprs", f"x={X_SERVE}", "--outdir", str(root / "model_out")],
+                    ["run", "--dir", str(rp_dir), "--tag_set", "serve", "--signature_def", "update",
+                     "--input_exprs", RUN2_INPUTS, "--outdir", str(root / "rule_out_t2")]]
         driver = _start([sys.executable, "-c", DRIVER, json.dumps(commands)])
         try:
             blocks = _finish(driver).split(MARK + "\n")[1:]
         finally:
             if driver.poll() is None:
                 driver.kill()
-        assert len(blocks) == 3, blocks
+        assert len(blocks) == 4, blocks
         outputs = {"rule_run": _finish(cli_run), "rule_show": blocks[0], "model_show": blocks[1],
-                   "model_run": blocks[2]}
+                   "model_run": blocks[2], "rule_run_t2": blocks[3]}
     finally:
         if cli_run.poll() is None:
             cli_run.kill()
@@ -232,6 +239,24 @@ def test_saved_model_cli_run_prints_delta_checked_against_numpy(artifacts):
     saved = artifacts["root"] / "rule_out"
     np.testing.assert_allclose(np.load(saved / "delta.npy"), delta, rtol=1e-6)
     np.testing.assert_allclose(np.load(saved / "raw.npy"), raw, rtol=1e-6)
+
+    np.testing.assert_allclose([m, v], [RUN2_STATE["m"], RUN2_STATE["v"]], rtol=1e-12)  # t = 2 continues from here
+    # t = 2 (NumPy, float64): Adam moments with bias correction, then the RP expression, output scale 0.01.
+    g2 = np.array(RUN2_GRAD)
+    m2 = b1 * np.array(RUN2_STATE["m"]) + (1 - b1) * g2
+    v2 = b2 * np.array(RUN2_STATE["v"]) + (1 - b2) * g2 ** 2
+    mt2 = (m2 / (1 - b1 ** 2)) / (np.sqrt(v2 / (1 - b2 ** 2)) + 1e-12)
+    assert np.all(np.abs(mt2) < 0.5)  # far from saturation
+    raw2 = np.tanh(np.tanh(0.024803324 + np.sinh((-1.9923366 * mt2) ** 3)))
+    # the rule is sensitive to its constants here (unlike at t = 1): ±1 % on the inner constant moves raw > 1 %
+    raw2_off = np.tanh(np.tanh(0.024803324 + np.sinh((-1.01 * 1.9923366 * mt2) ** 3)))
+    assert np.all(np.abs(raw2_off / raw2 - 1) > 1e-2)
+    delta2 = 0.01 * raw2
+    out2 = artifacts["rule_run_t2"]
+    np.testing.assert_allclose(_printed(out2, "delta"), delta2, rtol=1e-5)
+    np.testing.assert_allclose(_printed(out2, "m"), m2, rtol=1e-5)
+    np.testing.assert_allclose(_printed(out2, "v"), v2, rtol=1e-5)
+    np.testing.assert_allclose(np.load(artifacts["root"] / "rule_out_t2" / "delta.npy"), delta2, rtol=1e-5)
 
 
 def test_exported_keras_model_serves_like_predict(artifacts):

@@ -13,7 +13,9 @@ _LOW_PRECISION = (tf.float16, tf.bfloat16)
 BASE_ARGS_DOC = """weight_decay: Float. If set, decoupled weight decay ``θ ← θ − lr·wd·θ`` is applied before the
             update (``exclude_from_weight_decay`` is honoured).
         clipnorm: Float. If set, the gradient of each weight is individually clipped so that its norm is no
-            higher than this value.
+            higher than this value. As in every Keras optimizer, a sparse (``IndexedSlices``) gradient is clipped
+            by the norm of its slices before repeated indices are summed, so an embedding row looked up twice can
+            end with a norm above the value.
         clipvalue: Float. If set, the gradient of each weight is clipped to be no higher than this value.
         global_clipnorm: Float. If set, the gradient of all weights is clipped so that their global norm is no
             higher than this value.

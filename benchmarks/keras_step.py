@@ -65,7 +65,7 @@ def build_model(name: str, seed: int):
     if name == "resnet50":
         return keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
     if name == "resnet20":
-        from tf_symbolic_l2o.fit import resnet20  # noqa: PLC0415
+        from tf_symbolic_l2o.tasks.keras_models import resnet20  # noqa: PLC0415
 
         return resnet20()
     raise ValueError(f"unknown model {name!r}; use resnet50 or resnet20")

@@ -86,7 +86,7 @@ def build_model(name: str, seed: int):
     keras.utils.set_random_seed(seed)
     kind, *spec = MODELS[name][1]
     if kind == "cifar":
-        from tf_symbolic_l2o.fit import cifar_resnet  # noqa: PLC0415
+        from tf_symbolic_l2o.tasks.keras_models import cifar_resnet  # noqa: PLC0415
 
         return cifar_resnet(*spec)
     return getattr(keras.applications, spec[0])(weights=None, input_shape=(32, 32, 3), classes=10)

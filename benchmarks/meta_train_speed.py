@@ -76,7 +76,8 @@ def run_worker(args) -> dict:
 
     from tf_symbolic_l2o.learned.registry import make_l2o  # noqa: PLC0415
     from tf_symbolic_l2o.meta.unroll import Unroller  # noqa: PLC0415
-    from tf_symbolic_l2o.tasks.base import ClassificationTask, step_seed  # noqa: PLC0415
+    from tf_symbolic_l2o.seeds import step_seed  # noqa: PLC0415
+    from tf_symbolic_l2o.tasks.base import ClassificationTask  # noqa: PLC0415
     from tf_symbolic_l2o.tasks.mlp import MLP  # noqa: PLC0415
 
     jit = MODES[args.mode]

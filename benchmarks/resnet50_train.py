@@ -4,7 +4,7 @@ Model: ``keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), clas
 ``--model resnet20`` for the 0.27 M-parameter CIFAR ResNet-20, quick runs). Data: the offline MNIST subset padded
 to 32×32×3 (``mnist_subset_32``: 3,600 training, 400 validation, 1,000 test images), or ``--dataset cifar10
 --data-dir DIR`` from a prepared TFDS directory (never downloaded; fails at once with the command to prepare it).
-Everything goes through :mod:`tf_symbolic_l2o.fit`:
+Everything goes through :mod:`tf_symbolic_l2o.image_data` and :mod:`tf_symbolic_l2o.keras_training`:
 
 * **symbolic** — ``SymbolicOptimizer(--rule)``, by default ``SymbolicRP``'s shipped rule, at ``--symbolic-lr``
   (the multiplier on the rule's step; 1.0 = the rule as distilled, untuned);
@@ -141,15 +141,16 @@ def main(argv=None) -> int:
     import pandas as pd  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
-    from tf_symbolic_l2o import fit  # noqa: PLC0415
+    from tf_symbolic_l2o import keras_training  # noqa: PLC0415
     from tf_symbolic_l2o.data import DatasetUnavailableError  # noqa: PLC0415
+    from tf_symbolic_l2o.image_data import image_data  # noqa: PLC0415
 
     chief = distribute.is_chief(strategy)
     say = print if chief else (lambda *a, **k: None)
     progress = None if args.quiet or not chief else (lambda m: print("    " + m, flush=True))
     try:
-        data = fit.image_data(args.dataset, args.data_dir, seed=args.data_seed, val_fraction=args.val_fraction,
-                              train_limit=args.train_limit)
+        data = image_data(args.dataset, args.data_dir, seed=args.data_seed, val_fraction=args.val_fraction,
+                          train_limit=args.train_limit)
     except (ValueError, DatasetUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -174,9 +175,9 @@ def main(argv=None) -> int:
             continue
         say(f"  tuning {name} on {args.grid} ...", flush=True)
         try:
-            table, best = fit.tune_lr(args.model, specs[name], args.grid, epochs=args.tune_epochs,
-                                      batch_size=args.batch_size, seed=args.tune_seed, strategy=strategy, data=data,
-                                      progress=progress)
+            table, best = keras_training.tune_lr(args.model, specs[name], args.grid, epochs=args.tune_epochs,
+                                                 batch_size=args.batch_size, seed=args.tune_seed,
+                                                 strategy=strategy, data=data, progress=progress)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -188,15 +189,15 @@ def main(argv=None) -> int:
     for seed in args.seed_list:
         for name in args.optimizer_list:
             say(f"  training {name} (lr {lrs[name]:g}), seed {seed} ...", flush=True)
-            result = fit.train(args.model, specs[name], lrs[name], args.epochs, args.batch_size, seed, strategy,
-                               data, keep_model=False, progress=progress)
+            result = keras_training.train(args.model, specs[name], lrs[name], args.epochs, args.batch_size, seed,
+                                          strategy, data, keep_model=False, progress=progress)
             curves.append(result.history.assign(optimizer=name, seed=seed, learning_rate=lrs[name],
                                                 model=args.model))
             finals.append({**result.final(), "optimizer": name})
     curves = pd.concat(curves, ignore_index=True)
     first = ["model", "optimizer", "seed", "learning_rate"]
     curves = curves[first + [c for c in curves.columns if c not in first]]
-    summary = fit.summarize(curves)
+    summary = keras_training.summarize(curves)
 
     header = ["optimizer", "lr", "test accuracy %", "final train loss", "val accuracy %", "s / run"]
     rows = [[LABELS[r.optimizer], f"{r.learning_rate:g}", _fmt(r.test_accuracy_mean, r.test_accuracy_std, ".2f", 100),
@@ -228,7 +229,7 @@ def main(argv=None) -> int:
     stem = f"{args.model}_train"
     title = (f"{args.model} on {data.name} ({len(data.y_train)} train images), batch {args.batch_size}, "
              f"{args.epochs} epoch(s), {len(args.seed_list)} seed(s)")
-    paths = fit.write_results(out, stem, curves, meta, title)
+    paths = keras_training.write_results(out, stem, curves, meta, title)
     if not chief:  # the workers' copies are scratch (tf_symbolic_l2o.distribute.worker_dir)
         shutil.rmtree(out, ignore_errors=True)
     say(f"\nwrote {paths['csv']}, {paths['png']}, {paths['json']}")

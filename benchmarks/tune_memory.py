@@ -53,7 +53,7 @@ def worker(args) -> None:
     from tf_symbolic_l2o.baselines import Baseline  # noqa: PLC0415
     from tf_symbolic_l2o.learned.registry import make_l2o  # noqa: PLC0415
     from tf_symbolic_l2o.meta.unroll import Unroller, make_rollout  # noqa: PLC0415
-    from tf_symbolic_l2o.tasks.base import step_seed  # noqa: PLC0415
+    from tf_symbolic_l2o.seeds import step_seed  # noqa: PLC0415
     from tf_symbolic_l2o.tasks.registry import make_task  # noqa: PLC0415
     from tf_symbolic_l2o.tune import TunableRule, resolve_rule  # noqa: PLC0415
 

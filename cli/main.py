@@ -612,7 +612,8 @@ def distill(
     test_fraction: Annotated[float, typer.Option(help="Held-out fraction of rows for the test R².")] = 0.2,
     max_train_rows: Annotated[Optional[int], typer.Option(help="Use at most this many training rows.")] = None,
     refit_constants: Annotated[bool, typer.Option(
-        "--refit-constants", help="Refit the chosen rule's constants by gradient descent (stage 2).")] = False,
+        "--refit-constants",
+        help="Refit the chosen rule's constants by gradient descent (the second phase of distillation).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the split and the search.")] = 0,
     unconstrained: Annotated[bool, typer.Option(
         "--unconstrained", help="Search without the odd-rule constraint (no symmetrised rows, an intercept allowed, "

@@ -1,6 +1,11 @@
 """Replay of a recorded L2O run, shared by the recorder tests (library and CLI)."""
 
 import numpy as np
+import tensorflow as tf
+
+from tf_symbolic_l2o.learned.io import load_l2o
+from tf_symbolic_l2o.seeds import BATCHES, INIT, RECORDING, step_seed
+from tf_symbolic_l2o.tasks.registry import make_task
 
 
 def assert_rows_replay_the_l2o(run_dir, data, manifest):
@@ -8,13 +13,6 @@ def assert_rows_replay_the_l2o(run_dir, data, manifest):
     of every coordinate), cut every coordinate's trajectory into windows of ``memlen`` steps (newest first), and
     find each recorded row among them: the features must match and ``y`` must be the L2O's raw output
     (Δθ / output_scale) on that coordinate at the window's newest step."""
-    import tensorflow as tf
-
-    from tf_symbolic_l2o.learned.io import load_l2o
-    from tf_symbolic_l2o.record import _RECORD_STREAM
-    from tf_symbolic_l2o.tasks.base import step_seed
-    from tf_symbolic_l2o.tasks.registry import make_task
-
     l2o = load_l2o(run_dir)
     spec = {k: v for k, v in manifest["task"].items() if k != "split"}
     task = make_task(spec, split=manifest["task"]["split"])
@@ -24,12 +22,12 @@ def assert_rows_replay_the_l2o(run_dir, data, manifest):
     assert manifest["source"]["output_scale"] == l2o.output_scale
     windows = []
     for run in range(manifest["counts"]["runs"]):
-        seed = step_seed(rc["seed"], _RECORD_STREAM, run)
-        theta = task.flatten(task.init_params(step_seed(seed, 0)))
+        seed = step_seed(rc["seed"], RECORDING, run)
+        theta = task.flatten(task.init_params(step_seed(seed, INIT)))
         state, fstate = l2o.init_state(n), feats.init_state([n])
         f_hist, y_hist = [], []
         for k in range(rc["steps"]):
-            batch = task.sample_batch(step_seed(step_seed(seed, 1), k))
+            batch = task.sample_batch(step_seed(step_seed(seed, BATCHES), k))
             with tf.GradientTape() as tape:
                 tape.watch(theta)
                 loss = task.loss(task.unflatten(theta), batch)

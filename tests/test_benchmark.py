@@ -344,7 +344,7 @@ def test_readme_table_is_generated_from_saved_curves(smoke, tmp_path):
     # the symbolic rule's fidelity comes from its own rule.json (R² written by `tfl2o distill`)
     import json
 
-    from tf_symbolic_l2o.optimizers.presets import saved_models_dir
+    from tf_symbolic_l2o.artifacts import saved_models_dir
 
     r2 = json.loads((saved_models_dir() / "symbolic_rp" / "rule.json").read_text())["metadata"]["r2_test"]
     assert "R² vs teacher" in table and f"| symbolic RP | {r2:.3f} |" in table

@@ -1,4 +1,4 @@
-"""tf.distribute helpers and multi-replica training with tf_symbolic_l2o.fit.
+"""tf.distribute helpers and multi-replica training with tf_symbolic_l2o.keras_training.
 
 * ``parse_tf_config`` / ``make_strategy`` / ``is_chief`` / ``worker_dir`` on valid and malformed inputs (in-process;
   no MultiWorkerMirroredStrategy is created here, it would reconfigure this process's TensorFlow context).
@@ -183,34 +183,36 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     split_cpu(2)                       # idempotent
     import numpy as np
     import tensorflow as tf
-    from tf_symbolic_l2o import fit
+    from tf_symbolic_l2o.image_data import ImageData
+    from tf_symbolic_l2o.keras_training import train
+    from tf_symbolic_l2o.tasks.keras_models import make_model
 
     rng = np.random.default_rng(7)
     def part(n):
         return rng.normal(size=(n, 12, 12, 3)).astype(np.float32), rng.integers(0, 4, n).astype(np.int32)
     (xt, yt), (xv, yv), (xs, ys) = part(72), part(20), part(20)
-    data = fit.ImageData("toy", xt, yt, xv, yv, xs, ys, 4)
+    data = ImageData("toy", xt, yt, xv, yv, xs, ys, 4)
 
     mirrored = make_strategy("mirrored")
     out = {"replicas": mirrored.num_replicas_in_sync,
            "devices": list(mirrored.extended.worker_devices)}
     import keras
     keras.utils.set_random_seed(5)
-    out["init"] = [w.tolist() for w in fit.make_model("cnn", (12, 12, 3), 4).get_weights()]
+    out["init"] = [w.tolist() for w in make_model("cnn", (12, 12, 3), 4).get_weights()]
     try:
         split_cpu(3)
     except RuntimeError as e:
         out["split_error"] = str(e)
     runs = {}
     for label, strategy in (("mirrored", mirrored), ("single", tf.distribute.get_strategy())):
-        r = fit.train("cnn", "symbolic_rp", None, epochs=2, batch_size=16, seed=5, strategy=strategy, data=data)
+        r = train("cnn", "symbolic_rp", None, epochs=2, batch_size=16, seed=5, strategy=strategy, data=data)
         runs[label] = {"weights": [w.tolist() for w in r.model.get_weights()],
                        "train_loss": r.history["train_loss"].tolist(), "test_loss": r.history["test_loss"].tolist(),
                        "replicas": r.replicas, "loop": r.loop,
                        "slot": type(r.model.optimizer.variables[2].value).__name__}
     out["runs"] = runs
     try:
-        fit.train("cnn", "adam", epochs=1, batch_size=15, strategy=mirrored, data=data)
+        train("cnn", "adam", epochs=1, batch_size=15, strategy=mirrored, data=data)
     except ValueError as e:
         out["batch_error"] = str(e)
     print(json.dumps(out))
@@ -246,14 +248,15 @@ WORKER_SCRIPT = textwrap.dedent("""
     from tf_symbolic_l2o import distribute
     strategy = distribute.make_strategy("multiworker")      # before any other TensorFlow op
     import numpy as np
-    from tf_symbolic_l2o import fit
+    from tf_symbolic_l2o.image_data import ImageData
+    from tf_symbolic_l2o.keras_training import train
 
     rng = np.random.default_rng(11)
     def part(n):
         return rng.normal(size=(n, 12, 12, 3)).astype(np.float32), rng.integers(0, 3, n).astype(np.int32)
     (xt, yt), (xv, yv), (xs, ys) = part(64), part(16), part(16)
-    data = fit.ImageData("toy", xt, yt, xv, yv, xs, ys, 3)
-    r = fit.train("cnn", "adam", 0.01, epochs=2, batch_size=16, seed=3, strategy=strategy, data=data)
+    data = ImageData("toy", xt, yt, xv, yv, xs, ys, 3)
+    r = train("cnn", "adam", 0.01, epochs=2, batch_size=16, seed=3, strategy=strategy, data=data)
     out = distribute.worker_dir(sys.argv[1], strategy)
     np.savez(out / "weights.npz", *r.model.get_weights())
     print(json.dumps({"chief": distribute.is_chief(strategy), "dir": str(out), "replicas": r.replicas,
@@ -275,7 +278,7 @@ def free_ports(n):
 
 
 def tiny_data(seed, n_train, n_other, classes):
-    from tf_symbolic_l2o import fit
+    from tf_symbolic_l2o.image_data import ImageData
 
     rng = np.random.default_rng(seed)
 
@@ -283,11 +286,11 @@ def tiny_data(seed, n_train, n_other, classes):
         return rng.normal(size=(n, 12, 12, 3)).astype(np.float32), rng.integers(0, classes, n).astype(np.int32)
 
     (xt, yt), (xv, yv), (xs, ys) = part(n_train), part(n_other), part(n_other)
-    return fit.ImageData("toy", xt, yt, xv, yv, xs, ys, classes)
+    return ImageData("toy", xt, yt, xv, yv, xs, ys, classes)
 
 
 def test_multiworker_two_processes_match_single_process(tmp_path):
-    from tf_symbolic_l2o import fit
+    from tf_symbolic_l2o.keras_training import train
 
     workers = [f"localhost:{p}" for p in free_ports(2)]
     procs = []
@@ -298,7 +301,7 @@ def test_multiworker_two_processes_match_single_process(tmp_path):
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO),
                                       start_new_session=True))
     # Meanwhile, the reference: the same run in this process, one device, model.fit.
-    reference = fit.train("cnn", "adam", 0.01, epochs=2, batch_size=16, seed=3, data=tiny_data(11, 64, 16, 3))
+    reference = train("cnn", "adam", 0.01, epochs=2, batch_size=16, seed=3, data=tiny_data(11, 64, 16, 3))
     results = []
     try:
         for proc in procs:

@@ -8,7 +8,7 @@ from tf_symbolic_l2o.features import FEATURE_NAMES, FeatureSet, parse_features
 
 
 def numpy_features(grads, b1=0.95, b2=0.95, eps=1e-12):
-    """Straight from PAPER.md: returns {name: [T, n]} for every feature."""
+    """The features written from the paper's definitions (Adam-style m̂, v̂ with β1 = β2 = 0.95): {name: [T, n]}."""
     T, n = grads.shape
     m = v = mom5 = mom9 = mom99 = np.zeros(n)
     vp = {2.0: np.zeros(n), 2.5: np.zeros(n), 3.0: np.zeros(n)}

@@ -13,7 +13,7 @@ from tf_symbolic_l2o.learned.io import load_l2o
 from tf_symbolic_l2o.learned.registry import make_l2o
 from tf_symbolic_l2o.meta.trainer import CheckpointError, MetaTrainer, TrainConfig
 from tf_symbolic_l2o.meta.unroll import Unroller, make_rollout, resolve_jit_compile
-from tf_symbolic_l2o.tasks.base import step_seed
+from tf_symbolic_l2o.seeds import step_seed
 from tf_symbolic_l2o.tasks.quadratic import QuadraticTask
 
 QUAD = {"name": "quadratic", "dim": 6, "noise_std": 0.1}
@@ -63,7 +63,9 @@ def test_meta_gradient_matches_finite_differences():
         return float(np.mean(losses.numpy()))
 
     k0 = kernel.numpy().copy()
-    eps = 1e-3
+    # losses are ≈ 43 in float32 (ulp ≈ 4e-6): eps 1e-3 moves them by only ~1e-4, so rounding alone would cost
+    # several % of the difference; eps 1e-2 keeps rounding ≈ 0.2 % and truncation ≈ 0.3 % (measured)
+    eps = 1e-2
     bump = np.zeros_like(k0)
     bump[0, 0] = eps
     kernel.assign(k0 + bump)

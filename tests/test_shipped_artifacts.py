@@ -17,7 +17,7 @@ import tensorflow as tf
 from tf_symbolic_l2o.data import load_dataset
 from tf_symbolic_l2o.learned.io import load_l2o
 from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicOptimizer
-from tf_symbolic_l2o.optimizers.presets import saved_models_dir
+from tf_symbolic_l2o.artifacts import saved_models_dir
 
 SAVED = saved_models_dir()
 MANIFEST = json.loads((SAVED / "MANIFEST.json").read_text())

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicDM, SymbolicOptimizer, SymbolicRP, SymbolicRPsi
-from tf_symbolic_l2o.optimizers.presets import saved_models_dir
+from tf_symbolic_l2o.artifacts import saved_models_dir
 
 SAVED = saved_models_dir()
 RULES = sorted(p.parent.name for p in SAVED.glob("symbolic_*/rule.json"))

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_symbolic_l2o.tasks.base import ClassificationTask, init_param, step_seed
+from tf_symbolic_l2o.seeds import step_seed
+from tf_symbolic_l2o.tasks.base import ClassificationTask, init_param
 from tf_symbolic_l2o.tasks.cnn import SmallCNN
 from tf_symbolic_l2o.tasks.quadratic import QuadraticTask
 from tf_symbolic_l2o.tasks.resnet import VALID_DEPTHS, ResNet

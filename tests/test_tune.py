@@ -229,7 +229,7 @@ def test_forward_mode_meta_gradient_equals_reverse_mode():
     import keras
 
     from tf_symbolic_l2o.meta.unroll import Unroller
-    from tf_symbolic_l2o.tasks.base import step_seed
+    from tf_symbolic_l2o.seeds import step_seed
     from tf_symbolic_l2o.tasks.registry import make_task
 
     task = make_task(SMALL_MLP, "meta_train")

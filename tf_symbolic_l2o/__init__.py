@@ -5,14 +5,18 @@ A rebuild of *Symbolic Learning to Optimize* (Zheng, Chen, Hu, Wang, ICLR 2022):
 1. meta-train coordinate-wise LSTM optimizers (DM, RNNprop: ``rp``, ``rp_s``, ``rp_si``) — :mod:`.meta`;
 2. record their behaviour as ``.npy`` datasets — :mod:`.record`;
 3. distill closed-form rules by symbolic regression — :mod:`.distill`, in the canonical format of :mod:`.rules`;
-4. use the rules (and the LSTMs) as Keras optimizers — :mod:`.optimizers` — and export them — :mod:`.export`;
+4. use the rules (and the LSTMs) as Keras optimizers — :mod:`.optimizers` — and train Keras models such as
+   ResNet-50 with any of them — :mod:`.keras_training` (:mod:`.image_data`, :mod:`.tasks.keras_models`);
 5. meta-tune a rule's constants (or the paper's ψ family) on CNNs and ResNets — :mod:`.tune` — on one device or
-   several (:mod:`.distribute`), and train Keras models such as ResNet-50 with any of them — :mod:`.fit`.
+   several (:mod:`.distribute`);
+6. export rules and trained models as SavedModels — :mod:`.export`;
 
-Stages live in their own modules: :mod:`.features` (per-coordinate optimizer state), :mod:`.data`, :mod:`.tasks`
-(functional optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.baselines` (hand-designed rules),
-:mod:`.meta` (unrolls, trainer, evaluation), :mod:`.record`, :mod:`.rules`, :mod:`.distill`, :mod:`.optimizers`,
-:mod:`.export`, :mod:`.tune`, :mod:`.distribute`, :mod:`.fit`.
+and compare them with tuned baselines on a task suite — :mod:`.benchmark`.
+
+Other modules: :mod:`.features` (per-coordinate optimizer state), :mod:`.data`, :mod:`.tasks` (functional
+optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.baselines` (hand-designed rules), :mod:`.invariants`
+(rest, sign symmetry, descent), :mod:`.seeds` (the named streams of stateless seeds), :mod:`.artifacts` (where
+``saved_models/`` is found); :mod:`.fit` re-exports the Keras-training names from their homes.
 """
 
 __version__ = "0.1.0"

@@ -56,6 +56,7 @@ __all__ = [
     "available_datasets",
     "clear_cache",
     "load_dataset",
+    "to_rgb32",
 ]
 
 #: Valid arguments of :meth:`Dataset.split`.
@@ -313,14 +314,16 @@ def _load_mnist_subset(seed: int) -> Dataset:
                    y[test_idx], 10)
 
 
+def to_rgb32(x: np.ndarray) -> np.ndarray:
+    """28×28×1 images (``[N, 28, 28, 1]`` or flat ``[N, 784]``) as float32 ``[N, 32, 32, 3]``: padded by 2 pixels
+    on every side with the background value (pixel 0, i.e. -0.5) and repeated to 3 channels."""
+    img = np.asarray(x).reshape(-1, 28, 28, 1)
+    img = np.pad(img, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-0.5)  # background = pixel 0
+    return np.repeat(img, 3, axis=-1).astype(np.float32, copy=False)
+
+
 def _load_mnist_subset_32(seed: int) -> Dataset:
     base = _load_mnist_subset(seed)
-
-    def to_rgb32(a):
-        img = a.reshape(-1, 28, 28, 1)
-        img = np.pad(img, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-0.5)  # background = pixel 0
-        return np.repeat(img, 3, axis=-1).astype(np.float32)
-
     return Dataset("mnist_subset_32", to_rgb32(base.x_train), base.y_train, to_rgb32(base.x_test), base.y_test, 10)
 
 

@@ -4,7 +4,7 @@ other workers.
 Training code is the same under every strategy: build and compile the model under ``strategy.scope()`` and pass the
 **global** batch size; each replica gets ``batch_size / num_replicas_in_sync`` examples of every batch and the
 gradients are summed across replicas, so one step equals one single-device step on the whole batch.
-:func:`tf_symbolic_l2o.fit.train` does exactly that, with any optimizer of this library.
+:func:`tf_symbolic_l2o.keras_training.train` does exactly that, with any optimizer of this library.
 
 One machine, several GPUs (``MirroredStrategy``, all visible GPUs)::
 
@@ -34,7 +34,7 @@ to a private folder (the convention of the TensorFlow multi-worker tutorials for
 
 Keras 3 (up to at least 3.15) cannot run ``model.fit`` / ``model.evaluate`` under ``MultiWorkerMirroredStrategy``
 (keras-team/keras#20585: ``_maybe_symbolic_build`` and ``reduce_per_replica`` call ``strategy.reduce`` in ways the
-collective strategy rejects). :func:`tf_symbolic_l2o.fit.train` therefore uses an equivalent custom training loop
+collective strategy rejects). :func:`tf_symbolic_l2o.keras_training.train` therefore uses an equivalent custom training loop
 (``strategy.run`` on the model and its compiled optimizer) under that strategy; a test checks that it gives the
 same weights as ``model.fit`` on one device.
 """

@@ -1,4 +1,5 @@
-"""Export symbolic rules and trained Keras models as SavedModels that any TensorFlow runtime can load.
+"""Stage 6 of Symbolic L2O: export symbolic rules and trained Keras models as SavedModels that any TensorFlow
+runtime can load.
 
 **A rule** (:func:`export_rule`) becomes a SavedModel with two flat, named signatures, so it can be applied without
 this library (from C++, TF Serving, ``saved_model_cli``, or plain ``tf.saved_model.load``):

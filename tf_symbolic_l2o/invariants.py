@@ -8,7 +8,7 @@ Every coordinate-wise optimizer of the library — a symbolic :class:`~tf_symbol
     From the zero state, a zero gradient at every step gives a zero step: at step 1 and at every step up to
     ``steps``. (A rule with a free intercept, or an LSTM whose output drifts at rest, fails here.)
 ``sign``
-    Negating the whole gradient sequence negates every step. Measured on three kinds of sequences: constant
+    Negating the whole gradient sequence negates every step. Checked on three kinds of sequences: constant
     gradients on a log grid of magnitudes (1e-8 … 1e2, both signs), random sequences whose coordinates have
     log-uniform scales and random sign changes, and the gradients recorded while the optimizer runs on the descent
     quadratics below (its own trajectories, fed open loop).

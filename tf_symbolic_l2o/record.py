@@ -1,4 +1,5 @@
-"""Behaviour recording: run an optimizer on fresh optimizee runs and write a symbolic-regression dataset.
+"""Stage 2 of Symbolic L2O, behaviour recording: run an optimizer on fresh optimizee runs and write a
+symbolic-regression dataset.
 
 For each run, ``coords_per_tensor`` coordinates are sampled from every parameter tensor and followed for ``steps``
 steps; at every step their feature vector (F values, :mod:`tf_symbolic_l2o.features`) and the optimizer's *raw*
@@ -31,10 +32,10 @@ import tensorflow as tf
 from tf_symbolic_l2o.features import FeatureSet
 from tf_symbolic_l2o.io import atomic_write_json, read_json
 from tf_symbolic_l2o.meta.unroll import loss_and_grad
-from tf_symbolic_l2o.tasks.base import Task, step_seed
+from tf_symbolic_l2o.seeds import BATCHES, INIT, RECORDING, step_seed
+from tf_symbolic_l2o.tasks.base import Task
 
 FORMAT = "tfl2o-behaviour/1"
-_RECORD_STREAM = 11
 
 
 def column_names(features: FeatureSet, memlen: int) -> list[str]:
@@ -156,9 +157,9 @@ def record_behaviour(task: Task, optimizer, features: FeatureSet, config: Record
             raise ValueError(f"only {total} rows after {runs} runs (max_runs); lower samples or raise max_runs")
         coords = np.concatenate([offsets[i] + rng.choice(s.size, min(config.coords_per_tensor, s.size),
                                                          replace=False) for i, s in enumerate(specs)])
-        seed = step_seed(config.seed, _RECORD_STREAM, runs)
-        theta = task.flatten(task.init_params(step_seed(seed, 0)))
-        feats, raw, grads = rollout(theta, optimizer.init_state(n), step_seed(seed, 1),
+        seed = step_seed(config.seed, RECORDING, runs)
+        theta = task.flatten(task.init_params(step_seed(seed, INIT)))
+        feats, raw, grads = rollout(theta, optimizer.init_state(n), step_seed(seed, BATCHES),
                                     tf.constant(coords, tf.int32), tf.constant(config.steps))
         rows, d = windows_to_rows(feats.numpy(), raw.numpy(), grads.numpy(), config.memlen)
         chunks.append(rows)

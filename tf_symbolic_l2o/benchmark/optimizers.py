@@ -163,7 +163,7 @@ def artifact_path(name: str) -> Path | None:
     """The ``saved_models/`` folder of a learned or symbolic optimizer (``None`` for tuned baselines)."""
     if known_optimizer(name) in TUNED:
         return None
-    from tf_symbolic_l2o.optimizers.presets import saved_models_dir
+    from tf_symbolic_l2o.artifacts import saved_models_dir
 
     path = saved_models_dir() / name
     if not path.is_dir():

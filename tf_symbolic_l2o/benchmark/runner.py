@@ -6,8 +6,8 @@ Protocol, per task:
    ``tune_split`` of the data); the learning rate with the lowest mean final loss wins (a diverged run scores +∞);
 2. it then runs the winning learning rate on the *final* seeds (on the ``final_split``); learned and symbolic
    optimizers run untuned, on the same final seeds;
-3. seed s gives every optimizer the same initial parameters (``step_seed(s, 0)``) and the same minibatch stream
-   (``step_seed(s, 1)``).
+3. seed s gives every optimizer the same initial parameters (``step_seed(s, INIT)``) and the same minibatch stream
+   (``step_seed(s, BATCHES)``; :mod:`tf_symbolic_l2o.seeds`).
 
 Every run is saved as ``runs/<task>/<optimizer>/<phase>/lr=<lr>/seed=<s>.npz`` (the loss curve) beside a JSON
 manifest (task, optimizer, learning rate, seed, steps, split, test metrics, wall time, state size and a
@@ -140,14 +140,14 @@ class _Executor:
 
         from tf_symbolic_l2o.benchmark.optimizers import init_state, make_optimizer, state_bytes_per_param
         from tf_symbolic_l2o.meta.unroll import make_rollout
-        from tf_symbolic_l2o.tasks.base import step_seed
+        from tf_symbolic_l2o.seeds import BATCHES, INIT, step_seed
 
         lr_var = tf.Variable(1e-3, trainable=False, dtype=tf.float32) if self.tunable else None
         opt = make_optimizer(self.name, lr_var)
         fn = make_rollout(self.task, opt, jit_compile=False)
         n = self.task.num_params
-        theta = self.task.flatten(self.task.init_params(step_seed(0, 0)))
-        fn(theta, init_state(opt, n, theta), step_seed(0, 1), tf.ones([n]), tf.constant(0), tf.constant(1))  # trace
+        theta = self.task.flatten(self.task.init_params(step_seed(0, INIT)))
+        fn(theta, init_state(opt, n, theta), step_seed(0, BATCHES), tf.ones([n]), tf.constant(0), tf.constant(1))  # trace
         self._built = (lr_var, opt, fn, state_bytes_per_param(opt, n))
         return self._built
 
@@ -155,17 +155,17 @@ class _Executor:
         import tensorflow as tf
 
         from tf_symbolic_l2o.benchmark.optimizers import init_state
-        from tf_symbolic_l2o.tasks.base import step_seed
+        from tf_symbolic_l2o.seeds import BATCHES, INIT, step_seed
 
         lr_var, opt, fn, state_bytes = self._built or self._build()
         if lr_var is not None:
             lr_var.assign(float(lr))
         task, n = self.task, self.task.num_params
         base = step_seed(int(seed))
-        theta = task.flatten(task.init_params(step_seed(base, 0)))
+        theta = task.flatten(task.init_params(step_seed(base, INIT)))
         state = init_state(opt, n, theta)
         t0 = time.perf_counter()
-        theta, _, curve = fn(theta, state, step_seed(base, 1), tf.ones([n]), tf.constant(0), tf.constant(int(steps)))
+        theta, _, curve = fn(theta, state, step_seed(base, BATCHES), tf.ones([n]), tf.constant(0), tf.constant(int(steps)))
         losses = curve.numpy()
         seconds = time.perf_counter() - t0
         test = {}

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import tensorflow as tf
 
-from tf_symbolic_l2o.tasks.base import ParamSpec, Task, step_seed
+from tf_symbolic_l2o.seeds import step_seed
+from tf_symbolic_l2o.tasks.base import ParamSpec, Task
 
 
 class RosenbrockTask(Task):

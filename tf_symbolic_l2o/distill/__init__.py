@@ -5,7 +5,8 @@
 * :mod:`.sparse` — :class:`SparseBackend`: fast, deterministic sparse regression over odd basis functions;
 * :mod:`.standardize` — standardisation of X and y and its exact fold back into the expression;
 * :mod:`.simplify` — value-preserving clean-up of redundant constants;
-* :mod:`.refit` — stage 2, refitting a rule's constants by gradient descent (:func:`refit_constants`);
+* :mod:`.refit` — the second phase of distillation: refitting a rule's constants by gradient descent
+  (:func:`refit_constants`);
 * :mod:`.distill` — :func:`distill` (split, symmetrise, standardise, SR, odd part, fold, score, Pareto front,
   select a rule that passes the invariant checks),
   :func:`write_distill_report` and :func:`distill_file`;
@@ -24,7 +25,7 @@ from tf_symbolic_l2o.distill.synthetic import synthetic_behaviour, synthetic_fea
 
 __all__ = [
     "Candidate", "CandidateResult", "DistillResult", "GplearnBackend", "OperonBackend", "RefitResult",
-    "SRBackend", "SparseBackend", "Standardizer", "UnsoundRuleError", "available_backends", "distill", "distill_file", "fold_constants",
-    "get_backend", "odd_part", "parse_operon_model", "refit_constants", "simplify", "synthetic_behaviour", "synthetic_features",
-    "write_distill_report",
+    "SRBackend", "SparseBackend", "Standardizer", "UnsoundRuleError", "available_backends", "distill",
+    "distill_file", "fold_constants", "get_backend", "odd_part", "parse_operon_model", "refit_constants",
+    "simplify", "synthetic_behaviour", "synthetic_features", "write_distill_report",
 ]

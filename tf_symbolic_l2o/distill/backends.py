@@ -14,26 +14,20 @@ Backends never produce text that is evaluated: gplearn programs are walked with
 implementations with :func:`~tf_symbolic_l2o.rules.gplearn_function_set` (``tanh``, ``sinh``, ``asinh``,
 ``square``, ``cube`` as custom functions; ``add sub mul div neg`` are gplearn's built-ins, whose protected
 semantics equal ours), so a program means exactly what its imported tree means. ``n_jobs=1``: gplearn's process
-parallelism makes small runs 1.6–1.7× *slower* (``anchors.md`` §2.6). Candidates are the run's best program plus
-the Pareto front (length vs raw training MSE) of the final generation, which gives the caller a choice of
-simpler rules.
+parallelism costs more than it saves on runs of this size. Candidates are the run's best program plus the Pareto
+front (length vs raw training MSE) of the final generation, which gives the caller a choice of simpler rules.
 
 Default budget: population 2000 × 20 generations, every training row (``max_samples=1.0``) up to ``max_rows``
 (50 000; larger training sets are subsampled, seeded), and **linear scaling** on (the fitness is the MSE of the
 least-squares ``a + b·program``; the candidates are ``a + b·program``): gplearn never tunes its constants, so
-without it a rule that is right up to scale loses to a linear one and evolution stalls there. On the RNNprop-like
-sanity rule over (m̃, g̃), all 7 runs without scaling (seeds 0–3 at 1000 × 15, seeds 0–2 at the default budget)
-ended at the linear rule (test R² 0.951–0.958); with scaling, 8 of 8 runs at 1000 × 15 found the tanh/sinh
-structure (R² 0.992–0.997). Measured on the 2-core development machine (``benchmarks/distill.py``, other
-jobs sharing the CPU, load 1.6–5): a 50 000-row dataset (40 000 training rows) takes 37–46 s with 2 features and
-39–57 s with 6 — within the 2-minute budget. The paper used ≈10 000 rows; 10 000 rows take ≈ 18 s.
+without it a rule that is right up to scale loses to a linear one and evolution stalls there. The measurements
+behind these defaults are in benchmarks/README.md ("Design measurements behind the code").
 
 **pyoperon** (:class:`OperonBackend`, ``pip install tf-symbolic-l2o[operon]``). Operon fits real-valued
 constants with Levenberg–Marquardt and adds a linear scale and offset. It is imported only when a fit starts.
 Defaults: NSGA-II on (R², length), 50 000 evaluations, ``max_length=25``, 5 LM iterations, one thread, a seeded
-10 000-row subsample of the training rows: 20–31 s for the benchmark above (pyoperon 0.6.2), test R² 0.996–0.999.
-The model strings (``get_model_string``; operon names the columns X1, X2, … from 1) are parsed with operon's
-operator names mapped to ours:
+10 000-row subsample of the training rows. The model strings (``get_model_string``; operon names the columns X1,
+X2, … from 1) are parsed with operon's operator names mapped to ours:
 
 ===========================  ===================================================================================
 operon (printed as)          tree
@@ -192,14 +186,13 @@ class GplearnBackend(SRBackend):
         p_point_replace, stopping_criteria, init_method, verbose: passed to gplearn.
         function_set: operator names (:data:`~tf_symbolic_l2o.rules.OPS`).
         max_rows: fit on at most this many training rows (seeded subsample; ``None``: all rows). The default
-            50 000 keeps the default budget under two minutes on 2 cores.
+            50 000 is sized so that the default budget fits in two minutes on 2 CPU cores (benchmarks/README.md).
         pareto: also return the Pareto front of the final generation (else only the best program).
         linear_scaling: evolve with the MSE of ``a + b·program`` (least-squares ``a, b``, Keijzer 2003) instead of
             the MSE of the program, and return ``a + b·program``. gplearn draws constants from
             ``const_range`` and never tunes them, so without scaling a rule that is right up to scale (e.g. a
-            tanh with the wrong amplitude) scores worse than a linear one and evolution stalls there; with it
-            the RNNprop-like sanity rule is found from seeds that otherwise end linear. ``metric`` must be
-            ``"mse"`` then.
+            tanh with the wrong amplitude) scores worse than a linear one and evolution stalls there.
+            ``metric`` must be ``"mse"`` then.
     """
 
     name = "gplearn"

@@ -15,8 +15,8 @@
 4. with ``odd=True``, every candidate ``h`` that is not already odd (checked numerically on the training rows)
    is replaced by its **odd part** ``½·(h(x) − h(P·x))``: the rule then gives a zero step from a zero gradient
    history and the negated steps for the negated gradient sequence *by construction*, whatever the backend found
-   (:func:`odd_part`). **fold** the standardisation back into every candidate, so each one becomes a :class:`~tf_symbolic_l2o.rules.Rule`
-   over the raw dataset columns. With ``simplify=True`` (default) redundant constant structure is removed
+   (:func:`odd_part`). **fold** the standardisation back into every candidate, so each one becomes a
+   :class:`~tf_symbolic_l2o.rules.Rule` over the raw dataset columns. With ``simplify=True`` (default) redundant constant structure is removed
    (:func:`.simplify`: constant sub-trees evaluated, nested constant factors and offsets merged, ``neg`` absorbed;
    the value changes by rounding only) — in standardised space before the fold, and again after it (there
    without distributing, so the ``(x − μ)·(1/σ)`` form that float32 evaluates well is kept);
@@ -258,7 +258,8 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
         test_fraction: held-out fraction in (0, 1) for the test R².
         seed: seeds the split and the backend.
         max_train_rows: use at most this many training rows (``None``: all).
-        refit_constants: refit the chosen rule's constants by gradient descent (stage 2).
+        refit_constants: refit the chosen rule's constants by gradient descent (the second phase of distillation,
+            :func:`.refit_constants`).
         selection_tolerance: choose the simplest Pareto rule within this test R² of the best.
         simplify: remove redundant constant structure (:func:`.simplify`; value unchanged up to rounding).
         refit_options: keyword arguments of :func:`.refit_constants`.

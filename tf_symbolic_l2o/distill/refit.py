@@ -1,4 +1,4 @@
-"""Stage 2 of the distillation: refit the constants of a fixed expression by gradient descent on the dataset.
+"""The second phase of distillation: refit the constants of a fixed expression by gradient descent on the dataset.
 
 The expression's structure is kept; its constants (pre-order, :attr:`Rule.constants`) become one trainable
 ``tf.Variable`` vector fed to ``rule.tf_fn()(X, constants=var)`` and are fitted with Adam on the mean squared

@@ -55,13 +55,9 @@ are more than ``max_rows`` rows.
 Speed. Because every model is odd, a row ``(x, y)`` and its mirror ``(P·x, −y)`` have the same squared residual:
 when the second half of the training rows is exactly the mirror of the first (the symmetrised rows
 :func:`~tf_symbolic_l2o.distill.distill` builds with ``odd=True``), the mirror half is dropped, which changes no fit
-and halves the work. BLAS is limited to one thread during the fit (``threads``): the matrices are small, and on the
-2-core development machine shared with a meta-training job the default two OpenBLAS threads made the fit 3–10×
-slower in wall time. Measured there (load 5–7 on 2 cores): a 20 000-row, 16-column RP_s behaviour dataset (8 lags
-of m̃, g̃; 16 000 training rows, 304 terms, both links, ``max_terms=16``) takes 2–3.5 s in the backend, test R²
-0.916–0.919 for the chosen rule (0.920–0.924 for the longest candidate). On the RP-like synthetic benchmark
-(``benchmarks/distill.py``, 50 000 rows) the backend takes 1.1 s and finds ``a·tanh(b·m̃³)``: test R² 0.999,
-7 nodes.
+and halves the work. BLAS is limited to one thread during the fit (``threads``): the matrices are small, and
+several BLAS threads competing with other work for the cores slow the fit down (timings in benchmarks/README.md,
+"Design measurements behind the code").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Standardisation for symbolic regression, and folding it back into the expression.
 
-Symbolic regression runs on standardised data (``anchors.md`` §2.6: on raw L2O targets of scale 1e-2 with inputs
-of scale 1e-4, gplearn collapses to a linear rule). For every input column ``x_i`` and the target ``y``::
+Symbolic regression runs on standardised data (on raw L2O targets of scale 1e-2 with inputs of scale 1e-4,
+gplearn collapses to a linear rule). For every input column ``x_i`` and the target ``y``::
 
     z_i = (x_i − μ_i) / σ_i,        y_s = (y − μ_y) / σ_y
 

@@ -27,11 +27,11 @@ import tensorflow as tf
 from tf_symbolic_l2o.baselines import BASELINES, Baseline
 from tf_symbolic_l2o.io import atomic_directory
 from tf_symbolic_l2o.meta.unroll import make_rollout
-from tf_symbolic_l2o.tasks.base import Task, step_seed
+from tf_symbolic_l2o.seeds import BATCHES, EVALUATION, INIT, LR_TUNING, step_seed
+from tf_symbolic_l2o.tasks.base import Task
 
 DEFAULT_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 DEFAULT_BASELINES = ("adam", "rmsprop", "momentum")
-_EVAL_STREAM, _TUNE_STREAM = 7, 8
 
 
 def final_loss(losses: np.ndarray) -> float:
@@ -66,7 +66,7 @@ class Evaluator:
         stream: a seed stream id so that tuning and evaluation runs never share initialisations.
     """
 
-    def __init__(self, task: Task, steps: int, seed: int = 0, stream: int = _EVAL_STREAM):
+    def __init__(self, task: Task, steps: int, seed: int = 0, stream: int = EVALUATION):
         if steps <= 0:
             raise ValueError(f"steps must be positive, got {steps}")
         self.task, self.steps, self.seed, self.stream = task, int(steps), int(seed), stream
@@ -87,8 +87,8 @@ class Evaluator:
         losses, accs, tlosses = [], [], []
         for i in range(n_runs):
             seed = step_seed(self.seed, self.stream, i)
-            theta = self.task.flatten(self.task.init_params(step_seed(seed, 0)))
-            theta, _, curve = fn(theta, optimizer.init_state(self.num_coords), step_seed(seed, 1),
+            theta = self.task.flatten(self.task.init_params(step_seed(seed, INIT)))
+            theta, _, curve = fn(theta, optimizer.init_state(self.num_coords), step_seed(seed, BATCHES),
                                  tf.ones([self.num_coords]), tf.constant(0), tf.constant(self.steps))
             losses.append(curve.numpy())
             ev = self.task.evaluate(self.task.unflatten(theta)) if metrics else {}
@@ -105,7 +105,7 @@ def tune_learning_rate(task: Task, kind: str, steps: int, grid: Sequence[float] 
         raise ValueError("the learning-rate grid is empty")
     lr_var = tf.Variable(float(grid[0]), trainable=False, dtype=tf.float32)
     opt = Baseline(kind, lr_var)
-    ev = Evaluator(task, steps, seed, stream=_TUNE_STREAM)
+    ev = Evaluator(task, steps, seed, stream=LR_TUNING)
     rows = []
     for lr in grid:
         lr_var.assign(float(lr))

@@ -34,12 +34,9 @@ from tf_symbolic_l2o.io import atomic_write_json, atomic_write_text, read_json
 from tf_symbolic_l2o.learned.io import save_l2o
 from tf_symbolic_l2o.learned.registry import available_optimizers, make_l2o
 from tf_symbolic_l2o.meta.unroll import Unroller, make_rollout
-from tf_symbolic_l2o.tasks.base import Task, step_seed
+from tf_symbolic_l2o.seeds import BATCHES, COIN, INIT, SCALE, TRAINING, VALIDATION, step_seed
+from tf_symbolic_l2o.tasks.base import Task
 from tf_symbolic_l2o.tasks.registry import make_task, normalize_task_spec
-
-# stream ids for stateless seeds
-_INIT, _BATCH, _SCALE, _COIN, _VAL = 0, 1, 2, 3, 4
-
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -209,9 +206,9 @@ class MetaTrainer:
         self.bad_vals = tf.Variable(0, dtype=tf.int64, trainable=False, name="validations_without_improvement")
         self.best_weights = [tf.Variable(w, trainable=False, name=f"best_{i}")
                              for i, w in enumerate(self.l2o.weights)]
-        self.checkpoint = tf.train.Checkpoint(l2o_weights=list(self.l2o.weights), meta_optimizer=self.meta_optimizer, epoch=self.epoch,
-                                              stage=self.stage, best_val=self.best_val, bad_vals=self.bad_vals,
-                                              best_weights=self.best_weights)
+        self.checkpoint = tf.train.Checkpoint(l2o_weights=list(self.l2o.weights), meta_optimizer=self.meta_optimizer,
+                                              epoch=self.epoch, stage=self.stage, best_val=self.best_val,
+                                              bad_vals=self.bad_vals, best_weights=self.best_weights)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.run_dir / "checkpoints"),
                                                   max_to_keep=config.keep_checkpoints)
         self.metrics: list[dict] = []
@@ -260,24 +257,24 @@ class MetaTrainer:
 
     # -- one epoch ------------------------------------------------------------------------------------------
     def _fresh_run(self, seed):
-        theta = self.task.flatten(self.task.init_params(step_seed(seed, _INIT)))
+        theta = self.task.flatten(self.task.init_params(step_seed(seed, INIT)))
         if self.config.random_scale > 0:
             b = self.config.random_scale
-            scale = tf.exp(tf.random.stateless_uniform([self.num_coords], step_seed(seed, _SCALE), -b, b))
+            scale = tf.exp(tf.random.stateless_uniform([self.num_coords], step_seed(seed, SCALE), -b, b))
         else:
             scale = tf.ones([self.num_coords])
         return theta / scale, scale
 
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.config
-        seed = step_seed(cfg.seed, 1, epoch)
+        seed = step_seed(cfg.seed, TRAINING, epoch)
         theta, scale = self._fresh_run(seed)
         state = self.l2o.init_state(self.num_coords)
-        coin = float(tf.random.stateless_uniform([], step_seed(seed, _COIN)))
+        coin = float(tf.random.stateless_uniform([], step_seed(seed, COIN)))
         imitate = self.teacher is not None and coin < cfg.imitation_prob
         teacher_state = self.teacher.init_state(self.num_coords) if imitate else None
         horizon = self._horizon()
-        batch_seed = step_seed(seed, _BATCH)
+        batch_seed = step_seed(seed, BATCHES)
         meta_losses, norms = [], []
         last = float("nan")
         for w in range(horizon // cfg.unroll):
@@ -300,9 +297,9 @@ class MetaTrainer:
         tail = max(1, horizon // 10)
         finals = []
         for r in range(self.config.val_runs):
-            seed = step_seed(self.config.seed, 2, r)
+            seed = step_seed(self.config.seed, VALIDATION, r)
             theta, scale = self._fresh_run(seed)
-            _, _, losses = self.rollout(theta, self.l2o.init_state(self.num_coords), step_seed(seed, _BATCH),
+            _, _, losses = self.rollout(theta, self.l2o.init_state(self.num_coords), step_seed(seed, BATCHES),
                                         scale, tf.constant(0), tf.constant(horizon))
             losses = losses.numpy()
             finals.append(float(np.mean(losses[-tail:])) if np.all(np.isfinite(losses)) else float("inf"))

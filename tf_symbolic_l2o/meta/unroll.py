@@ -18,9 +18,10 @@ Because the g_k are detached, θ_k depends on the optimizer's weights φ only th
 which is what is differentiated: the meta-tape records only the optimizer's updates, never the optimizee's forward
 pass, so an unroll's memory does not grow with the optimizee's activations and no second backward pass through the
 optimizee is needed. For an optimizer with a handful of weights (a tunable rule) the same sum is accumulated in
-forward mode instead, carrying ∂θ_k/∂φ: no tape at all, memory O(n·P) whatever the unroll length (what lets a rule
-be meta-tuned on a ResNet-18 in a few GB). ``second_order=True`` differentiates through g_k(θ_k) too. Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U
-steps is unrolled at trace time, which was measured fastest.
+forward mode instead, carrying ∂θ_k/∂φ: no tape at all, memory O(n·P) whatever the unroll length (the README's
+"Memory of meta-tuning" has the figures for ResNets). ``second_order=True`` differentiates through g_k(θ_k) too.
+Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U steps is unrolled at trace
+time.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_symbolic_l2o.tasks.base import Task, step_seed
+from tf_symbolic_l2o.seeds import step_seed
+from tf_symbolic_l2o.tasks.base import Task
 
 
 def resolve_jit_compile(jit_compile: Any) -> bool:
-    """``"auto"`` means XLA on GPU only (XLA was measured slower than graph mode on CPU)."""
+    """``"auto"`` means XLA on GPU only: on CPU plain graph mode is used (see benchmarks/README.md)."""
     if jit_compile == "auto" or jit_compile is None:
         return bool(tf.config.list_physical_devices("GPU"))
     if isinstance(jit_compile, str):

@@ -1,5 +1,6 @@
-"""Keras 3 optimizers: a distilled symbolic rule (:class:`SymbolicOptimizer`) and a trained coordinate-wise LSTM
-(:class:`LearnedOptimizer`), both registered for ``.keras`` saving under the package ``"tfl2o"``.
+"""Stage 4 of Symbolic L2O, Keras 3 optimizers: a distilled symbolic rule (:class:`SymbolicOptimizer`) and a
+trained coordinate-wise LSTM (:class:`LearnedOptimizer`), both registered for ``.keras`` saving under the
+package ``"tfl2o"``.
 
     model.compile(optimizer=SymbolicOptimizer("rule.json"), loss=...)
 """

@@ -12,9 +12,8 @@ from tf_symbolic_l2o.rules.coordinate import lag_window
 from tf_symbolic_l2o.rules.rule import as_rule
 
 
-# Variables per XLA cluster in a fused step (no tf.distribute). On ResNet-50 (161 variables, 2 CPU cores) ~10 gave
-# a shorter fit step than 1 (one launch per variable), ~40 or all 161 in one cluster; 5 and 20 were within noise
-# of 10.
+# Variables per XLA cluster in a fused step (no tf.distribute). The value was chosen by timing ResNet-50's fit step:
+# see benchmarks/README.md, "Design measurements behind the code".
 _VARIABLES_PER_CLUSTER = 10
 
 
@@ -66,9 +65,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         fused: run each step (features, rule, finiteness guard and the writes of state and variable) as
             XLA-compiled code, also when the model itself runs in graph mode: outside ``tf.distribute`` in
             compiled functions of about ten variables each, under a strategy one per variable. Same values either
-            way (to float rounding); fusing brings the step cost to Adam's on CPU (ResNet-50 ``fit`` step with
-            ``SymbolicRP()``: 1.01–1.03× Adam's in four runs, against 2.2× unfused). The first step compiles
-            (ResNet-50: about 17 s more than Adam's first step). Defaults to True.
+            way (to float rounding). The fused step is cheaper; its first call also compiles it, so the first
+            step takes longer. Defaults to True.
         {{base_args}}
 
     Reference:
@@ -154,8 +152,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # Outside tf.distribute, a fused optimizer updates its variables in XLA clusters of up to
-        # _VARIABLES_PER_CLUSTER, in Keras' order: one launch per variable (ResNet-50: 161) costs more than the
-        # update itself on CPU. Each variable's update is still update_step's (``_update``). Under a strategy:
+        # _VARIABLES_PER_CLUSTER, in Keras' order, so that a model with many small variables does not pay one
+        # launch per variable. Each variable's update is still update_step's (``_update``). Under a strategy:
         # Keras' per-variable path.
         if not self.fused or tf.distribute.has_strategy():
             return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
@@ -167,9 +165,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # Outside tf.distribute the sum over the one replica is the identity, but Keras' all-reduce puts one
         # IdentityN over ALL gradients in the graph. Grappler removes it in front of plain ops; in front of the
-        # XLA clusters it stays, and every cluster waited for the last gradient of the backward pass instead of
-        # starting with its own (ResNet-50 fit step: the whole update ran after backprop; skipping the identity
-        # took one interleaved A/B run from 1.007x to 0.957x Adam's step).
+        # XLA clusters it stays, and every cluster would wait for the last gradient of the backward pass instead
+        # of starting as soon as its own gradients exist. Skipping the identity lets the update overlap backprop.
         if tf.distribute.has_strategy():
             return super()._all_reduce_sum_gradients(grads_and_vars)
         return list(grads_and_vars)
@@ -209,7 +206,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         value; a coordinate whose step alone is not finite keeps its parameter. The guard is a function of the
         gradient alone (``FeatureSet.inputs_finite``) and the features come from the guarded state: XLA then
         writes the mask, each slot and the variable in one loop each (SymbolicRP: 4 loops per variable, against 6
-        with a guard on the whole new state; its update of ResNet-50's variables took 0.72× as long).
+        with a guard on the whole new state).
         """
         ok = self._feature_set.inputs_finite(g)
         new_state = self._feature_set.advance(old_state, tf.where(ok, g, tf.zeros_like(g)))

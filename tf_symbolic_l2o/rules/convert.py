@@ -6,7 +6,8 @@ implementations of :mod:`~tf_symbolic_l2o.rules.ops`; no text is generated and c
 
 Constants can be overridden at evaluation time (``constants=``): the i-th value replaces the i-th constant in
 pre-order (:func:`~tf_symbolic_l2o.rules.expression.constants` order). With TensorFlow the values may be a
-``tf.Variable`` vector, which is how a rule's constants are trained (stage 2 refit, stage 3 meta-tuning).
+``tf.Variable`` vector, which is how a rule's constants are trained (the refit phase of distillation, and
+meta-tuning).
 
 The sympy reading (:func:`to_sympy`) is the *mathematical* one: protected operators become their textbook
 functions (``div`` → x/y, ``log`` → log|x|, …; see the table in :mod:`~tf_symbolic_l2o.rules.ops`), so it agrees

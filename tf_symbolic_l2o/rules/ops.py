@@ -288,8 +288,8 @@ def _tf_sinh(x):
     """sinh(clip(x, ±50)). In float32 (and float16/bfloat16, computed in float32) it is evaluated as ½(e − 1/e),
     e = exp(x) (XLA's simplifier turns 1/e into exp(−x)), and below |x| = ½ from its Taylor series to x⁷ (relative
     truncation error < 1e-8 there, which also avoids the cancellation of e − 1/e): within 3.1e-7 relative of the
-    exact value. XLA's own lowering of ``tf.sinh`` costs more: the fused update of ResNet-50's variables with
-    SymbolicRP's rule took 52 ms with it and 42 ms with this form. float64 keeps ``tf.sinh``."""
+    exact value. This form replaces XLA's own lowering of ``tf.sinh``, which is slower in the fused update (see
+    benchmarks/README.md, "Design measurements behind the code"). float64 keeps ``tf.sinh``."""
     if x.dtype in _HALF:
         return tf.cast(_tf_sinh(tf.cast(x, tf.float32)), x.dtype)
     x = tf.clip_by_value(x, _c(-EXP_CLIP, x.dtype), _c(EXP_CLIP, x.dtype))

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import tensorflow as tf
 
+from tf_symbolic_l2o.seeds import step_seed  # noqa: F401  (re-exported: tasks draw their seeds with it)
+
 INIT_SCHEMES = ("paper", "keras")
 
 
@@ -60,14 +62,6 @@ def init_param(spec: ParamSpec, seed: tf.Tensor, scheme: str = "paper") -> tf.Te
             return tf.ones(spec.shape)
         return tf.zeros(spec.shape)
     raise ValueError(f"unknown init scheme {scheme!r}; use one of {INIT_SCHEMES}")
-
-
-def step_seed(seed: Any, *counters: Any) -> tf.Tensor:
-    """A ``[2]`` int32 stateless seed derived from a base seed and integer counters (epoch, step, …)."""
-    s = tf.constant([0, 0], tf.int32) + tf.cast(seed, tf.int32)
-    for c in counters:
-        s = tf.random.experimental.stateless_fold_in(s, tf.cast(c, tf.int32))
-    return tf.cast(s, tf.int32)
 
 
 class Network:

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tf_symbolic_l2o.tasks.base import INIT_SCHEMES, ParamSpec, Task, step_seed
+from tf_symbolic_l2o.seeds import step_seed
+from tf_symbolic_l2o.tasks.base import INIT_SCHEMES, ParamSpec, Task
 
 
 class QuadraticTask(Task):

@@ -1,5 +1,5 @@
-"""Stage 3: meta-tuning symbolic rules (:mod:`.tunable`: trainable constants and the ψ family; :mod:`.tuner`:
-the ``tfl2o tune`` run on the meta-training engine)."""
+"""Stage 5 of Symbolic L2O: meta-tuning symbolic rules (:mod:`.tunable`: trainable constants and the ψ family;
+:mod:`.tuner`: the ``tfl2o tune`` run on the meta-training engine)."""
 
 from tf_symbolic_l2o.tune.tunable import TunableRule, psi_rule, resolve_rule, tied_constants
 from tf_symbolic_l2o.tune.tuner import MetaTuner, TuneConfig, load_tuned_rule

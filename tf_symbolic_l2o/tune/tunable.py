@@ -1,4 +1,4 @@
-"""Rules with trainable constants (stage 3 of the paper: meta-tuning), and the paper's parametric family ψ.
+"""Rules with trainable constants (stage 5 of the pipeline: meta-tuning), and the paper's parametric family ψ.
 
 :class:`TunableRule` turns the constants of any :class:`~tf_symbolic_l2o.rules.Rule` into one trainable vector and
 drives an optimizee exactly as :class:`~tf_symbolic_l2o.rules.coordinate.RuleOptimizer` does, so the meta-training
@@ -183,7 +183,8 @@ def psi_rule(features: str | Sequence[str] = "mt+gt", lags: int = 1, gamma: floa
             # W · (γ · tanh(x / γ)); pre-order constants: W, γ, γ
             terms.append(Op("mul", (Const(float(w[i, tau])),
                                     Op("mul", (Const(float(gamma)),
-                                               Op("tanh", (Op("div", (Var(f"{feat}_{tau}"), Const(float(gamma))),),)))))))
+                                               Op("tanh", (Op("div", (Var(f"{feat}_{tau}"),
+                                                                      Const(float(gamma))),),)))))))
             tie += [p, gamma_index, gamma_index]
     total = terms[0]
     for term in terms[1:]:
@@ -211,7 +212,7 @@ def resolve_rule(spec) -> Rule:
             raise ValueError(f"ψ spec {spec!r}: LAGS must be an integer") from None
         return psi_rule(features, lags)
     if isinstance(spec, str) and "/" not in spec and not spec.endswith(".json"):
-        from tf_symbolic_l2o.optimizers.presets import saved_models_dir
+        from tf_symbolic_l2o.artifacts import saved_models_dir
 
         path = saved_models_dir() / spec / "rule.json"
         if not path.is_file():

@@ -1,6 +1,6 @@
 """Meta-tuning a symbolic rule's constants on a real optimizee (``tfl2o tune``).
 
-The paper's stage 3: the distilled rule's few constants (or the ψ family's W and γ) are trained by the same
+Stage 5 of the pipeline: the distilled rule's few constants (or the ψ family's W and γ) are trained by the same
 truncated unrolls that meta-train an LSTM optimizer — fresh optimizee runs of ``epoch_len`` steps cut into windows of
 ``unroll`` steps, one meta-update per window — on a CNN or a CIFAR-style ResNet. It reuses
 :class:`~tf_symbolic_l2o.meta.trainer.MetaTrainer` whole (stateless seeds, checkpoints and exact resume, TensorBoard,
@@ -45,11 +45,10 @@ class TuneConfig(TrainConfig):
     Defaults differ from meta-training: the task is the small CNN (``DEFAULT_TUNE_TASK``), 20 epochs, validation
     (4 runs) every 2 epochs and of the starting rule, Adam(0.003) on the constants (which are relative to their
     starting values, see :class:`~tf_symbolic_l2o.tune.tunable.TunableRule`: 0.003 ≈ 0.3 % per meta-step), and
-    **second-order** meta-gradients. Measured on the CNN (README): with the paper's first-order meta-gradients the
-    tuned constants drifted in a direction that made the meta-loss itself worse (the dropped Hessian terms matter
-    for a rule, whose step reacts to the gradients it produces), while the exact meta-gradient improved the ψ rule
-    by 40 % on held-out runs. ``second_order=False`` gives the cheaper first-order variant, whose memory does not
-    grow with the optimizee's activations. ``optimizer`` is always ``"rule"``; imitation does not apply to rules.
+    **second-order** meta-gradients: the paper's first-order meta-gradient drops Hessian terms that matter for a
+    rule, whose step reacts to the gradients it produces (the comparison behind this default is in the README's
+    "Tuning results"). ``second_order=False`` gives the cheaper first-order variant, whose memory does not grow
+    with the optimizee's activations. ``optimizer`` is always ``"rule"``; imitation does not apply to rules.
     """
 
     optimizer: str = "rule"

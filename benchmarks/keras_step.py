@@ -98,8 +98,9 @@ def make_optimizer(name: str, args):
 
 
 def _parse_jit(text: str):
-    t = text.strip().lower()
-    return {"auto": "auto", "true": True, "xla": True, "on": True, "false": False, "off": False}[t]
+    from tf_symbolic_l2o.meta.unroll import parse_jit_compile  # noqa: PLC0415
+
+    return parse_jit_compile(text)
 
 
 def synthetic_batch(batch_size: int, seed: int):

@@ -1,7 +1,7 @@
 """``tfl2o benchmark``: run a benchmark suite (tuned baselines vs the shipped learned and symbolic optimizers) and
 write its report. The library does the work (:mod:`tf_symbolic_l2o.benchmark`); this module only parses options.
 
-Registered on the app in ``cli/main.py`` with ``app.command()(cli_errors(benchmark))``.
+Registered on the app, with the other commands, in ``cli/main.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from cli.common import check_positive
 
 SUITE_NAMES = ("smoke", "full")
 
@@ -32,31 +34,23 @@ def benchmark(
     optimizers on a task suite; cached runs are reused, and the report is written to OUT/report."""
     if suite not in SUITE_NAMES:
         raise ValueError(f"--suite takes {' or '.join(SUITE_NAMES)}, got {suite!r}")
-    if seeds is not None and seeds <= 0:
-        raise ValueError(f"--seeds must be a positive integer, got {seeds}")
-
-    def log(msg: str) -> None:
-        typer.echo(msg)
-
-    from tf_symbolic_l2o.benchmark.report import REPORT_DIR, build_report
+    check_positive(seeds=seeds)
+    from tf_symbolic_l2o.benchmark.report import REPORT_DIR, build_report, write_into_readme
+    from tf_symbolic_l2o.benchmark.runner import run_benchmark
+    from tf_symbolic_l2o.benchmark.suite import get_suite
 
     if report_only:
         folder = build_report(out)
     else:
-        from tf_symbolic_l2o.benchmark.runner import run_benchmark
-        from tf_symbolic_l2o.benchmark.suite import get_suite
-
         s = get_suite(suite, seeds)
-        log(f"benchmark suite {s.name}: {len(s.tasks)} tasks, {len(s.optimizers)} optimizers, final seeds "
-            f"{list(s.final_seeds)}, output {out}")
-        runner = run_benchmark(s, out, log=None if no_progress else log)
+        typer.echo(f"benchmark suite {s.name}: {len(s.tasks)} tasks, {len(s.optimizers)} optimizers, final seeds "
+                   f"{list(s.final_seeds)}, output {out}")
+        runner = run_benchmark(s, out, log=None if no_progress else typer.echo)
         if no_progress:
-            log(f"{runner.executed} runs computed, {runner.reused} loaded from the cache")
+            typer.echo(f"{runner.executed} runs computed, {runner.reused} loaded from the cache")
         folder = out / REPORT_DIR
-    log(f"report written to {folder} (results.md, metrics.csv, profile.csv, loss_curves.png, "
-        f"performance_profile.png, cost.png)")
+    typer.echo(f"report written to {folder} (results.md, metrics.csv, profile.csv, loss_curves.png, "
+               f"performance_profile.png, cost.png)")
     if readme is not None:
-        from tf_symbolic_l2o.benchmark.report import write_into_readme
-
         write_into_readme(folder, readme)
-        log(f"results table written into {readme}")
+        typer.echo(f"results table written into {readme}")

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tf_symbolic_l2o.benchmark import (AdamW, BenchmarkRunner, Lion, build_report, check_comparable, get_suite,
                                        load_records, make_optimizer, performance_profile, run_benchmark,
                                        task_metrics)
-from tf_symbolic_l2o.benchmark.optimizers import init_state, state_bytes_per_param
+from tf_symbolic_l2o.benchmark.optimizers import state_bytes_per_param
 from tf_symbolic_l2o.benchmark.report import REPORT_FILES
 from tf_symbolic_l2o.benchmark.suite import BenchmarkTask, Suite
 
@@ -48,13 +48,12 @@ def _numpy_lion(theta, grads, lr, wd=0.0, b1=0.9, b2=0.99):
 
 def _functional(opt, theta0, grads):
     theta = tf.constant(theta0, tf.float32)
-    state = init_state(opt, theta.shape[0], theta)
+    state = opt.init_state(theta.shape[0])
     out = []
     for t, g in enumerate(grads, start=1):
-        delta, state = opt.update(tf.constant(g, tf.float32), state, tf.constant(t))
+        delta, state = opt.update(tf.constant(g, tf.float32), state, tf.constant(t), params=theta)
         theta = theta + delta
         out.append(theta.numpy())
-        np.testing.assert_array_equal(state[-1].numpy(), theta.numpy())  # the θ mirror tracks θ exactly
     return np.stack(out)
 
 
@@ -95,13 +94,16 @@ def test_lion_matches_numpy_and_keras(traj, wd):
 
 
 def test_optimizer_errors_and_state_size():
-    with pytest.raises(ValueError, match="initial parameters"):
-        AdamW(1e-3).init_state(4)  # weight decay without θ₀
+    with pytest.raises(ValueError, match="needs the parameters"):
+        AdamW(1e-3).update(tf.ones([4]), AdamW(1e-3).init_state(4), 1)  # weight decay without θ
+    with pytest.raises(ValueError, match="needs the parameters"):
+        Lion(1e-3, weight_decay=0.1).update(tf.ones([4]), Lion(1e-3).init_state(4), 1)
+    Lion(1e-3).update(tf.ones([4]), Lion(1e-3).init_state(4), 1)  # no weight decay: θ not needed
     with pytest.raises(ValueError, match="unknown benchmark optimizer"):
         make_optimizer("adagrad", 0.1)
     with pytest.raises(ValueError, match="untuned"):
         make_optimizer("symbolic_rp", 0.1)
-    assert state_bytes_per_param(AdamW(1e-3), 10) == 8.0  # m and v; the θ mirror is not counted
+    assert state_bytes_per_param(AdamW(1e-3), 10) == 8.0  # m and v
     assert state_bytes_per_param(Lion(1e-3), 10) == 4.0
 
 

@@ -372,8 +372,8 @@ def test_record_then_distill_sgd_teacher(tmp_path):
     assert report["metrics"]["r2_test"] > 0.999  # y = −2·g exactly
     # options of the other backend are refused, one line, nothing written
     assert_one_line_error(invoke("distill", data, "--max-length", "40", "--out", tmp_path / "x"), "operon")
-    assert_one_line_error(invoke("distill", data, "--backend", "operon", "--generations", "3",
-                                 "--out", tmp_path / "x"), "gplearn")
+    assert_one_line_error(invoke("distill", data, "--backend", "sparse", "--generations", "3",
+                                 "--out", tmp_path / "x"), "gplearn and operon", "not of the sparse backend")
     assert_one_line_error(invoke("distill", data, "--backend", "operon", "--fit-rows", "0",
                                  "--out", tmp_path / "x"), "--fit-rows")
     assert not (tmp_path / "x").exists()

@@ -10,7 +10,7 @@ import pytest
 from tf_symbolic_l2o.distill import (Candidate, GplearnBackend, OperonBackend, Standardizer, distill, distill_file,
                                      fold_constants, get_backend, parse_operon_model, refit_constants, simplify,
                                      synthetic_behaviour, write_distill_report)
-from tf_symbolic_l2o.distill.backends import pareto_indices
+from tf_symbolic_l2o.distill.base import pareto_indices
 from tf_symbolic_l2o.record import RecordConfig, load_behaviour, record_to_file
 from tf_symbolic_l2o.rules import Const, Op, Rule, Var, evaluate_numpy, parse_infix, size, to_infix
 

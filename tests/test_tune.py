@@ -200,7 +200,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     for name, strategy in (("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
         tuner = MetaTuner(cfg, tempfile.mkdtemp(), strategy=strategy)
         tuner.run()
-        out[name] = {"constants": tuner.l2o.values().tolist(), "replicas": tuner.strategy.num_replicas_in_sync}
+        out[name] = {"constants": tuner.learned.values().tolist(), "replicas": tuner.strategy.num_replicas_in_sync}
     print("@@" + json.dumps(out))
 """)
 

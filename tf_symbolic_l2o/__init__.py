@@ -14,7 +14,8 @@ A rebuild of *Symbolic Learning to Optimize* (Zheng, Chen, Hu, Wang, ICLR 2022):
 and compare them with tuned baselines on a task suite — :mod:`.benchmark`.
 
 Other modules: :mod:`.features` (per-coordinate optimizer state), :mod:`.data`, :mod:`.tasks` (functional
-optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.baselines` (hand-designed rules), :mod:`.invariants`
+optimizees), :mod:`.learned` (LSTM optimizers), :mod:`.functional` (the optimizer protocol and the hand-designed
+optimizers; :mod:`.baselines` keeps ``Baseline``), :mod:`.harness` (runs and learning-rate search), :mod:`.invariants`
 (rest, sign symmetry, descent), :mod:`.seeds` (the named streams of stateless seeds), :mod:`.artifacts` (where
 ``saved_models/`` is found); :mod:`.fit` re-exports the Keras-training names from their homes.
 """

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tf_symbolic_l2o.harness import grid_search
 from tf_symbolic_l2o.image_data import ImageData, epoch_order, image_data
 from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tf_symbolic_l2o.tasks.keras_models import _check_model_name, make_model
@@ -358,7 +359,8 @@ def tune_lr(model_name: str, optimizer_spec: str, grid, epochs: int = 1, batch_s
 
     Every run starts from the same initial weights (``seed``); the test part is not evaluated. The best learning
     rate has the lowest final ``val_loss`` (``metric="val_accuracy"``: the highest final validation accuracy); a
-    run that ends with a non-finite value ranks last; ties go to the smaller learning rate.
+    run that ends with a non-finite value ranks last; ties go to the smaller learning rate
+    (:func:`~tf_symbolic_l2o.harness.grid_search`).
 
     Returns:
         ``(table, best_lr)``: one row per learning rate (``lr``, ``val_loss``, ``val_accuracy``, ``train_loss``,
@@ -378,7 +380,8 @@ def tune_lr(model_name: str, optimizer_spec: str, grid, epochs: int = 1, batch_s
     _check_model_name(model_name)
     _parse_optimizer(optimizer_spec)
     rows = []
-    for lr in values:
+
+    def score(lr: float) -> float:
         result = train(model_name, optimizer_spec, lr, epochs, batch_size, seed, strategy, data,
                        evaluate_test=False, keep_model=False, progress=progress)
         last = result.history.iloc[-1]
@@ -387,15 +390,17 @@ def tune_lr(model_name: str, optimizer_spec: str, grid, epochs: int = 1, batch_s
                      "train_loss": float(last["train_loss"]), "seconds": result.seconds, "finite": finite})
         del result
         gc.collect()
+        if not finite:
+            return math.inf
+        return rows[-1]["val_loss"] if metric == "val_loss" else -rows[-1]["val_accuracy"]
+
+    # the grid is sorted: the first of tied points is the smallest learning rate
+    search = grid_search(values, score, if_all_diverged="raise",
+                         error=f"every learning rate of the grid {values} gave non-finite losses for "
+                               f"{optimizer_spec}; try smaller values")
     table = pd.DataFrame(rows)
-    if not table["finite"].any():
-        raise ValueError(f"every learning rate of the grid {values} gave non-finite losses for {optimizer_spec}; "
-                         f"try smaller values")
-    score = table[metric].where(table["finite"], np.nan)
-    score = (score if metric == "val_loss" else -score).fillna(np.inf)
-    best_index = int(np.argmin(score.to_numpy()))  # first minimum = smallest lr among ties
-    table["best"] = np.arange(len(table)) == best_index
-    return table, float(table["lr"].iloc[best_index])
+    table["best"] = np.arange(len(table)) == search.index
+    return table, search.learning_rate
 
 
 # ---- reports ---------------------------------------------------------------------------------------------------

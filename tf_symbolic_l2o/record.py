@@ -29,7 +29,9 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from tf_symbolic_l2o.baselines import BASELINES
 from tf_symbolic_l2o.features import FeatureSet
+from tf_symbolic_l2o.functional.registry import make_optimizer
 from tf_symbolic_l2o.io import atomic_write_json, read_json
 from tf_symbolic_l2o.meta.unroll import loss_and_grad
 from tf_symbolic_l2o.seeds import BATCHES, INIT, RECORDING, step_seed
@@ -72,14 +74,16 @@ class RecordConfig:
 
 
 def raw_output_fn(optimizer, output_scale: float):
-    """``(grad, state, step) -> (raw, delta, state)`` for an L2O (``forward``) or any other optimizer."""
+    """``(grad, state, step, params) -> (raw, delta, state)`` for an L2O (``forward``) or any other optimizer
+    (``update``, which gets θ as ``params``)."""
     if hasattr(optimizer, "forward"):
-        def step(grad, state, t):
+        def step(grad, state, t, params):
+            del params
             raw, _, state = optimizer.forward(grad, state, t)
             return raw, output_scale * raw, state
     else:
-        def step(grad, state, t):
-            delta, state = optimizer.update(grad, state, t)
+        def step(grad, state, t, params):
+            delta, state = optimizer.update(grad, state, t, params=params)
             return delta / output_scale, delta, state
     return step
 
@@ -97,7 +101,7 @@ def make_recording_rollout(task: Task, optimizer, features: FeatureSet, output_s
         for k in tf.range(num_steps):
             batch = task.sample_batch(step_seed(seed, k))
             _, grad = loss_and_grad(task, theta, ones, batch)
-            raw, delta, state = step_fn(grad, state, k + 1)
+            raw, delta, state = step_fn(grad, state, k + 1, theta)
             g_sel = tf.gather(grad, coords)
             feats, feat_state = features.update(feat_state, g_sel, k + 1)
             fa = fa.write(k, feats)
@@ -110,8 +114,8 @@ def make_recording_rollout(task: Task, optimizer, features: FeatureSet, output_s
 
 
 def rest_output(optimizer, output_scale: float, steps: int) -> dict[str, float]:
-    """The optimizer's raw output at rest: zero gradients from the zero state for ``steps`` steps. A sound
-    teacher gives exactly 0; a drifting one shows the bias a distilled rule must not copy."""
+    """The optimizer's raw output at rest: zero gradients from the zero state (at θ = 0) for ``steps`` steps. A
+    sound teacher gives exactly 0; a drifting one shows the bias a distilled rule must not copy."""
     step_fn = raw_output_fn(optimizer, output_scale)
 
     @tf.function
@@ -119,7 +123,7 @@ def rest_output(optimizer, output_scale: float, steps: int) -> dict[str, float]:
         state = optimizer.init_state(1)
         out = tf.TensorArray(tf.float32, size=steps)
         for k in tf.range(steps):
-            raw, _, state = step_fn(tf.zeros([1]), state, k + 1)
+            raw, _, state = step_fn(tf.zeros([1]), state, k + 1, tf.zeros([1]))
             out = out.write(k, raw[0])
         return out.stack()
 
@@ -262,15 +266,13 @@ def resolve_source(source: str) -> dict[str, Any]:
     ``optimizer``, its ``output_scale``, the default ``features`` (the L2O's own), the default ``task`` spec
     (the run's, or ``None``) and a JSON ``description`` for the manifest.
     """
-    from tf_symbolic_l2o.baselines import BASELINES, Baseline
-
     kind, _, lr = source.partition(":")
     if kind in BASELINES:
         try:
             rate = float(lr) if lr else 0.01
         except ValueError:
             raise ValueError(f"teacher learning rate {lr!r} is not a number (write e.g. {kind}:0.01)") from None
-        teacher = Baseline(kind, rate)
+        teacher = make_optimizer(kind, rate)
         return {"optimizer": teacher, "output_scale": 0.01, "features": FeatureSet(TEACHER_DEFAULT_FEATURES),
                 "task": None, "description": {"kind": "teacher", **teacher.config()}}
     from tf_symbolic_l2o.learned.io import load_l2o

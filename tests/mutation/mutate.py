@@ -44,12 +44,12 @@ MUTATIONS = [
              ("tests/test_features.py",)),
     Mutation("rules", "tf_symbolic_l2o/rules/ops.py",
              "x2 * (1.0 / 5040.0)", "x2 * (1.0 / 504.0)",
-             "the float32 sinh's Taylor series gets a wrong x⁷ coefficient (≤ 3e-5 relative error below |x| = ½)",
+             "the float32 sinh's Taylor series gets a wrong x⁷ coefficient (≤ 3e-5 relative error for x within ±½)",
              ("tests/test_rules.py",)),
     Mutation("unroll", "tf_symbolic_l2o/meta/unroll.py",
-             "                delta, state = self.l2o.update(grad, state, step0 + k + 1)\n"
+             "                delta, state = self.l2o.update(grad, state, step0 + k + 1, params=theta)\n"
              "                theta = theta + delta\n",
-             "                delta, state = self.l2o.update(grad, state, step0 + k + 1)\n"
+             "                delta, state = self.l2o.update(grad, state, step0 + k + 1, params=theta)\n"
              "                theta = theta + 0.5 * delta\n",
              "the meta-training window applies half of each step",
              ("tests/test_meta.py", "-k", "rollout or finite_differences or numpy or xla")),

@@ -5,8 +5,11 @@ One job per module:
 
 * :mod:`.tasks`      — the small functional tasks the suite adds (2-D Rosenbrock, a digits autoencoder);
 * :mod:`.suite`      — the task suites (``smoke``, ``full``): tiers, step budgets, splits, seeds, LR grids;
-* :mod:`.optimizers` — the optimizers compared (Adam, AdamW, SGD+momentum, RMSprop, Lion; shipped L2O / rules);
-* :mod:`.runner`     — LR tuning on selection seeds, final runs on final seeds, the on-disk run cache;
+* :mod:`.optimizers` — the optimizers compared, by name (Adam, AdamW, SGD+momentum, RMSprop, Lion from
+  :mod:`tf_symbolic_l2o.functional`; the shipped L2O and rules);
+* :mod:`.runner`     — LR tuning on selection seeds, final runs on final seeds (both through
+  :mod:`tf_symbolic_l2o.harness`), the on-disk run cache;
+* :mod:`.records`    — the saved runs (curve + manifest) and ``index.json``;
 * :mod:`.metrics`    — per-task metrics and the Dolan–Moré performance profile;
 * :mod:`.report`     — plots and the markdown table, rebuilt from the saved curves.
 
@@ -19,11 +22,13 @@ Typical use::
 
 from tf_symbolic_l2o.benchmark.metrics import check_comparable, performance_profile, task_metrics
 from tf_symbolic_l2o.benchmark.optimizers import AdamW, Lion, make_optimizer
+from tf_symbolic_l2o.benchmark.records import RunRecord, load_records
 from tf_symbolic_l2o.benchmark.report import build_report
-from tf_symbolic_l2o.benchmark.runner import BenchmarkRunner, load_records, run_benchmark
+from tf_symbolic_l2o.benchmark.runner import BenchmarkRunner, run_benchmark
 from tf_symbolic_l2o.benchmark.suite import SUITES, BenchmarkTask, Suite, get_suite
 
 __all__ = [
-    "AdamW", "BenchmarkRunner", "BenchmarkTask", "Lion", "SUITES", "Suite", "build_report", "check_comparable",
-    "get_suite", "load_records", "make_optimizer", "performance_profile", "run_benchmark", "task_metrics",
+    "AdamW", "BenchmarkRunner", "BenchmarkTask", "Lion", "RunRecord", "SUITES", "Suite", "build_report",
+    "check_comparable", "get_suite", "load_records", "make_optimizer", "performance_profile", "run_benchmark",
+    "task_metrics",
 ]

@@ -13,22 +13,24 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from tf_symbolic_l2o.benchmark.metrics import performance_profile, task_metrics
-from tf_symbolic_l2o.io import atomic_directory
+from tf_symbolic_l2o.benchmark.metrics import performance_profile, profile_by_seed, task_metrics
+from tf_symbolic_l2o.benchmark.optimizers import LABELS, RULES, artifact_path
+from tf_symbolic_l2o.benchmark.records import load_records
+from tf_symbolic_l2o.io import atomic_directory, atomic_write_text
+from tf_symbolic_l2o.rules import Rule
 
 REPORT_DIR = "report"
 REPORT_FILES = ("metrics.csv", "profile.csv", "results.md", "loss_curves.png", "performance_profile.png", "cost.png")
 
 
 def _label(name: str) -> str:
-    from tf_symbolic_l2o.benchmark.optimizers import LABELS
-
     return LABELS.get(name, name)
 
 
@@ -94,8 +96,6 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
                              f"{r.ms_per_step:.3f} ± {r.ms_per_step_std:.3f} | {r.state_bytes_per_param:.0f} |")
             lines.append("")
     if profile is not None and len(profile):
-        from tf_symbolic_l2o.benchmark.metrics import profile_by_seed
-
         taus = (1.0, 1.1, 2.0, 10.0)
         by_seed = profile_by_seed(metrics, taus)
         lines += ["## Performance profile (final training loss, all tasks)", "",
@@ -119,9 +119,6 @@ def symbolic_lines(metrics: pd.DataFrame) -> list[str]:
     """Markdown for the symbolic rules: the test R² of each distilled rule against its LSTM teacher (from the rule's
     own metadata, written by ``tfl2o distill``) and the closed-loop gap on every task: the rule's mean final loss
     ÷ the suite's LSTM optimizer's, on the same seeds."""
-    from tf_symbolic_l2o.benchmark.optimizers import RULES, artifact_path
-    from tf_symbolic_l2o.rules import Rule
-
     rules = [o for o in dict.fromkeys(metrics["optimizer"]) if o in RULES]
     lstm = metrics[metrics["optimizer"] == LSTM_REFERENCE].set_index("task")["final_loss_by_seed"]
     if not rules:
@@ -234,8 +231,6 @@ def plot_cost(metrics: pd.DataFrame, path: str | Path) -> None:
 def build_report(out_dir: str | Path, records: Sequence | None = None, suite_config: dict | None = None) -> Path:
     """Write ``out_dir/report/`` (see the module docstring) from saved runs: ``records`` if given, otherwise the
     runs listed in ``out_dir/index.json``. Returns the report folder."""
-    from tf_symbolic_l2o.benchmark.runner import load_records
-
     out_dir = Path(out_dir)
     if records is None:
         records, suite_config = load_records(out_dir)
@@ -262,10 +257,6 @@ def write_into_readme(report_dir: str | Path, readme: str | Path, image_prefix: 
     """Put ``report_dir/results.md`` (and its plots) between :data:`README_START` and :data:`README_END` in
     ``readme``, atomically; the table is never typed by hand. ``image_prefix`` is how the README reaches
     ``report_dir`` (default: its path relative to the README's folder)."""
-    import os
-
-    from tf_symbolic_l2o.io import atomic_write_text
-
     report_dir, readme = Path(report_dir), Path(readme)
     text = readme.read_text(encoding="utf-8")
     if text.count(README_START) != 1 or text.count(README_END) != 1 or text.index(README_START) > text.index(

@@ -19,63 +19,31 @@ loaded instead of re-run, so a second call costs nothing unless the code or the 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
+import tensorflow as tf
 
-from tf_symbolic_l2o.benchmark.metrics import final_loss, is_diverged, selection_score
+from tf_symbolic_l2o.benchmark.metrics import selection_score
+from tf_symbolic_l2o.benchmark.optimizers import artifact_digest, is_tunable, make_optimizer, state_bytes_per_param
+from tf_symbolic_l2o.benchmark.records import INDEX, RunRecord, load_record, run_path
+from tf_symbolic_l2o.benchmark.report import build_report
 from tf_symbolic_l2o.benchmark.suite import BenchmarkTask, Suite
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from tf_symbolic_l2o.harness import Harness, grid_search
+from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tf_symbolic_l2o.seeds import step_seed
 
-INDEX = "index.json"
-PHASES = ("selection", "final")
 _PACKAGE = Path(__file__).resolve().parents[1]
 #: Library sources whose changes invalidate cached runs (metrics and report code do not: they never change a curve).
-FINGERPRINT_SOURCES = ("baselines.py", "features.py", "data.py", "tasks", "meta/unroll.py", "rules", "learned",
-                       "benchmark/tasks.py", "benchmark/suite.py", "benchmark/optimizers.py", "benchmark/runner.py")
-
-
-@dataclasses.dataclass
-class RunRecord:
-    """One saved run (the manifest's fields plus the loss curve)."""
-
-    task: str
-    tier: str
-    optimizer: str
-    phase: str
-    learning_rate: float | None
-    seed: int
-    steps: int
-    split: str
-    losses: np.ndarray
-    test: dict
-    test_metric_name: str
-    seconds: float
-    seconds_per_step: float
-    state_bytes_per_param: float
-    num_params: int
-    fingerprint: str
-    path: str = ""
-
-    @property
-    def final_loss(self) -> float:
-        return final_loss(self.losses)
-
-    @property
-    def diverged(self) -> bool:
-        return is_diverged(self.losses)
-
-    def manifest(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("losses")
-        d.pop("path")
-        d.update(final_loss=self.final_loss, diverged=self.diverged)
-        return d
+FINGERPRINT_SOURCES = ("baselines.py", "features.py", "data.py", "seeds.py", "harness.py", "functional", "tasks",
+                       "meta/unroll.py", "rules", "learned", "benchmark/tasks.py", "benchmark/suite.py",
+                       "benchmark/optimizers.py", "benchmark/runner.py")
 
 
 def code_fingerprint() -> str:
@@ -91,90 +59,30 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
-def _lr_dir(lr: float | None) -> str:
-    return "lr=untuned" if lr is None else f"lr={lr:.3g}"
-
-
-def run_path(out_dir: str | Path, task: str, optimizer: str, phase: str, lr: float | None, seed: int) -> Path:
-    """Where a run's curve (``.npz``) and manifest (``.json``, same stem) live."""
-    return Path(out_dir) / "runs" / task / optimizer / phase / _lr_dir(lr) / f"seed={int(seed)}"
-
-
-def load_record(stem: str | Path) -> RunRecord:
-    """A saved run from its path stem (without extension)."""
-    stem = Path(stem)
-    m = read_json(stem.with_suffix(".json"), "run manifest")
-    try:
-        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
-            losses = np.asarray(z["losses"])
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"cannot read run curve {stem.with_suffix('.npz')} ({e}); delete it to re-run") from None
-    fields = {f.name for f in dataclasses.fields(RunRecord)} - {"losses", "path"}
-    missing = fields - set(m)
-    if missing:
-        raise ValueError(f"run manifest {stem.with_suffix('.json')} lacks {sorted(missing)}; delete it to re-run")
-    return RunRecord(losses=losses, path=str(stem), **{k: m[k] for k in fields})
-
-
-def load_records(out_dir: str | Path) -> tuple[list[RunRecord], dict]:
-    """The runs listed in ``out_dir/index.json`` (relative stems) and the suite configuration stored there."""
-    out_dir = Path(out_dir)
-    index = read_json(out_dir / INDEX, "benchmark index (run the benchmark first)")
-    try:
-        stems, suite = index["runs"], index["suite"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{out_dir / INDEX} is not a benchmark index; delete it and re-run") from None
-    return [load_record(out_dir / s) for s in stems], suite
-
-
 class _Executor:
-    """Builds, lazily, the optimizer and the compiled rollout for one (task instance, optimizer name); a tuned
-    optimizer's learning rate is a ``tf.Variable`` so that the grid is swept without retracing."""
+    """Builds, lazily, the optimizer and its :class:`~tf_symbolic_l2o.harness.Harness` for one (task instance,
+    optimizer name), traced before the first timed run; a tuned optimizer's learning rate is a ``tf.Variable`` so
+    that the grid is swept without retracing."""
 
     def __init__(self, task, name: str, tunable: bool):
         self.task, self.name, self.tunable = task, name, tunable
         self._built = None
 
     def _build(self):
-        import tensorflow as tf
-
-        from tf_symbolic_l2o.benchmark.optimizers import init_state, make_optimizer, state_bytes_per_param
-        from tf_symbolic_l2o.meta.unroll import make_rollout
-        from tf_symbolic_l2o.seeds import BATCHES, INIT, step_seed
-
         lr_var = tf.Variable(1e-3, trainable=False, dtype=tf.float32) if self.tunable else None
         opt = make_optimizer(self.name, lr_var)
-        fn = make_rollout(self.task, opt, jit_compile=False)
-        n = self.task.num_params
-        theta = self.task.flatten(self.task.init_params(step_seed(0, INIT)))
-        fn(theta, init_state(opt, n, theta), step_seed(0, BATCHES), tf.ones([n]), tf.constant(0), tf.constant(1))  # trace
-        self._built = (lr_var, opt, fn, state_bytes_per_param(opt, n))
+        harness = Harness(self.task, opt)
+        harness.warm_up()
+        self._built = (lr_var, harness, state_bytes_per_param(opt, self.task.num_params))
         return self._built
 
     def run(self, lr: float | None, seed: int, steps: int, with_test: bool):
-        import tensorflow as tf
-
-        from tf_symbolic_l2o.benchmark.optimizers import init_state
-        from tf_symbolic_l2o.seeds import BATCHES, INIT, step_seed
-
-        lr_var, opt, fn, state_bytes = self._built or self._build()
+        """``(losses, test metrics, seconds, state bytes per parameter)`` of one run from ``step_seed(seed)``."""
+        lr_var, harness, state_bytes = self._built or self._build()
         if lr_var is not None:
             lr_var.assign(float(lr))
-        task, n = self.task, self.task.num_params
-        base = step_seed(int(seed))
-        theta = task.flatten(task.init_params(step_seed(base, INIT)))
-        state = init_state(opt, n, theta)
-        t0 = time.perf_counter()
-        theta, _, curve = fn(theta, state, step_seed(base, BATCHES), tf.ones([n]), tf.constant(0), tf.constant(int(steps)))
-        losses = curve.numpy()
-        seconds = time.perf_counter() - t0
-        test = {}
-        if with_test:
-            if bool(tf.reduce_all(tf.math.is_finite(theta))):
-                test = {k: float(v) for k, v in task.evaluate(task.unflatten(theta)).items()}
-            else:
-                test = {"test_loss": float("nan")} | ({"test_accuracy": float("nan")} if task.has_accuracy else {})
-        return losses, test, seconds, state_bytes
+        run = harness.run(step_seed(int(seed)), steps, test=with_test)
+        return run.losses, run.test, run.seconds, state_bytes
 
 
 class BenchmarkRunner:
@@ -201,8 +109,6 @@ class BenchmarkRunner:
     # -- cache ----------------------------------------------------------------------------------------------------
     def fingerprint(self, bt: BenchmarkTask, task_config: dict, optimizer: str, lr: float | None, seed: int,
                     split: str) -> str:
-        from tf_symbolic_l2o.benchmark.optimizers import artifact_digest
-
         if optimizer not in self._digests:
             self._digests[optimizer] = artifact_digest(optimizer)
         key = {"code": self._code, "benchmark_task": bt.config(), "task": task_config, "optimizer": optimizer,
@@ -235,8 +141,6 @@ class BenchmarkRunner:
                         seconds=float(seconds), seconds_per_step=float(seconds) / bt.steps,
                         state_bytes_per_param=float(state_bytes), num_params=int(task.num_params), fingerprint=fp,
                         path=str(stem))
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, losses=rec.losses)
         atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
@@ -245,12 +149,28 @@ class BenchmarkRunner:
         return rec
 
     # -- protocol -------------------------------------------------------------------------------------------------
+    def _tune(self, bt: BenchmarkTask, task, executor: _Executor, records: list, tuning_rows: list) -> float:
+        """The learning rate of ``executor``'s optimizer chosen on the selection seeds (:func:`grid_search`: the
+        lowest mean final loss; when every grid point diverged, the smallest learning rate, whose final runs will
+        show it); its runs go to ``records``, the grid to ``tuning_rows``."""
+        s = self.suite
+
+        def score(lr: float) -> float:
+            recs = [self._run_one(bt, task, executor, "selection", lr, seed, s.tune_split if bt.has_split else "-")
+                    for seed in s.selection_seeds]
+            records.extend(recs)
+            mean = float(np.mean([selection_score(r.losses) for r in recs]))
+            tuning_rows.append({"task": bt.name, "optimizer": executor.name, "learning_rate": lr,
+                                "mean_final_loss": mean, "selection_seeds": len(recs)})
+            return mean
+
+        search = grid_search(s.lr_grids[executor.name], score, if_all_diverged="smallest")
+        edge = " (at the edge of the grid)" if search.at_edge else ""
+        self.log(f"{bt.name}: {executor.name} tuned learning rate {search.learning_rate:g}{edge}")
+        return search.learning_rate
+
     def run(self) -> list[RunRecord]:
         """Tune, run, save; returns every record (selection and final) and writes ``index.json``/``tuning.csv``."""
-        import pandas as pd
-
-        from tf_symbolic_l2o.benchmark.optimizers import is_tunable
-
         s = self.suite
         self.out_dir.mkdir(parents=True, exist_ok=True)
         records: list[RunRecord] = []
@@ -263,25 +183,7 @@ class BenchmarkRunner:
                 tunable = is_tunable(name)
                 ex_tune = _Executor(tune_task, name, tunable)
                 ex_final = _Executor(final_task, name, tunable) if final_task is not tune_task else ex_tune
-                lr = None
-                if tunable:
-                    scores = []
-                    for grid_lr in s.lr_grids[name]:
-                        recs = [self._run_one(bt, tune_task, ex_tune, "selection", float(grid_lr), seed,
-                                              s.tune_split if bt.has_split else "-")
-                                for seed in s.selection_seeds]
-                        records += recs
-                        score = float(np.mean([selection_score(r.losses) for r in recs]))
-                        scores.append(score)
-                        tuning_rows.append({"task": bt.name, "optimizer": name, "learning_rate": float(grid_lr),
-                                            "mean_final_loss": score, "selection_seeds": len(recs)})
-                    finite = [i for i, sc in enumerate(scores) if np.isfinite(sc)]
-                    # every grid point diverged: keep the smallest learning rate (its final runs will show it)
-                    best = min(finite, key=lambda i: scores[i]) if finite else \
-                        int(np.argmin(s.lr_grids[name]))
-                    lr = float(s.lr_grids[name][best])
-                    edge = " (at the edge of the grid)" if finite and best in (0, len(scores) - 1) else ""
-                    self.log(f"{bt.name}: {name} tuned learning rate {lr:g}{edge}")
+                lr = self._tune(bt, tune_task, ex_tune, records, tuning_rows) if tunable else None
                 finals = [self._run_one(bt, final_task, ex_final, "final", lr, seed,
                                         s.final_split if bt.has_split else "-") for seed in s.final_seeds]
                 records += finals
@@ -310,11 +212,6 @@ def run_benchmark(suite: Suite, out_dir: str | Path, log: Callable[[str], Any] |
     if log:
         log(f"{runner.executed} runs computed, {runner.reused} loaded from the cache")
     if report:
-        from tf_symbolic_l2o.benchmark.report import build_report
-
         build_report(out_dir, records=records, suite_config=suite.config())
     return runner
 
-
-def final_records(records: Sequence[RunRecord]) -> list[RunRecord]:
-    return [r for r in records if r.phase == "final"]

@@ -26,10 +26,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+from tf_symbolic_l2o.benchmark.optimizers import is_tunable, known_optimizer
 from tf_symbolic_l2o.tasks.base import Task
 
 TIERS = ("sanity", "meta_train_family", "generalisation", "different_domain")
-_CUSTOM = ("rosenbrock", "autoencoder")
 
 DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
     "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
@@ -129,8 +129,6 @@ class Suite:
         overlap = set(self.selection_seeds) & set(self.final_seeds)
         if overlap:
             raise ValueError(f"selection and final seeds must be disjoint; both contain {sorted(overlap)}")
-        from tf_symbolic_l2o.benchmark.optimizers import is_tunable, known_optimizer
-
         for name in self.optimizers:
             known_optimizer(name)
             if is_tunable(name) and not self.lr_grids.get(name):

@@ -49,8 +49,7 @@ operon (printed as)          tree
 
 from __future__ import annotations
 
-import abc
-import dataclasses
+import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -58,90 +57,15 @@ import numpy as np
 
 from tf_symbolic_l2o.rules import Const, Node, Op, Var, from_gplearn, gplearn_function_set, parse_infix, size, \
     to_infix
+from tf_symbolic_l2o.distill.base import Candidate, SRBackend, check_fit_inputs, pareto_indices, subsample
+from tf_symbolic_l2o.distill.sparse import SparseBackend
 from tf_symbolic_l2o.rules.importers import real_power
 
-__all__ = ["Candidate", "SRBackend", "GplearnBackend", "OperonBackend", "get_backend", "available_backends",
-           "pareto_indices", "parse_operon_model", "OPERON_SUPPORTED_SYMBOLS", "OPERON_INSTALL_HINT"]
+__all__ = ["GplearnBackend", "OperonBackend", "get_backend", "available_backends", "parse_operon_model",
+           "OPERON_SUPPORTED_SYMBOLS", "OPERON_INSTALL_HINT"]
 
 OPERON_INSTALL_HINT = "pip install tf-symbolic-l2o[operon]"
 """How to get the optional pyoperon backend."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """One expression found by a backend, in standardised space.
-
-    Attributes:
-        node: the expression over the feature names given to :meth:`SRBackend.fit`.
-        complexity: number of nodes of ``node``.
-        loss: the backend's training loss (MSE on standardised y; NaN when unknown).
-        origin: where it came from (``"best"``, ``"pareto"``).
-    """
-
-    node: Node
-    complexity: int
-    loss: float = float("nan")
-    origin: str = ""
-
-
-def pareto_indices(complexity: Sequence[float], score: Sequence[float], higher_is_better: bool = True) -> list[int]:
-    """Indices of the non-dominated points (lower complexity and better score), sorted by complexity.
-
-    A point is dominated when another one is at most as complex and at least as good, and strictly better in one
-    of the two. Equal points: the first one is kept. Points with a non-finite score are never on the front.
-    """
-    pts = [(float(c), float(s) if higher_is_better else -float(s), i)
-           for i, (c, s) in enumerate(zip(complexity, score)) if math.isfinite(float(s))]
-    pts.sort(key=lambda p: (p[0], -p[1], p[2]))
-    front, best = [], -math.inf
-    for c, s, i in pts:
-        if s > best:
-            front.append(i)
-            best = s
-    return front
-
-
-def _check_fit_inputs(X, y, feature_names) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    names = list(feature_names)
-    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"expected X [rows, columns] and y [rows], got {X.shape} and {y.shape}")
-    if X.shape[1] != len(names):
-        raise ValueError(f"X has {X.shape[1]} column(s) but {len(names)} feature name(s) were given")
-    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-        raise ValueError("X and y must be finite")
-    for n in names:
-        Var(n)
-    return X, y, names
-
-
-def _subsample(X, y, max_rows: int | None, seed: int):
-    if max_rows is None or X.shape[0] <= max_rows:
-        return X, y
-    idx = np.sort(np.random.default_rng([seed, 7]).choice(X.shape[0], int(max_rows), replace=False))
-    return X[idx], y[idx]
-
-
-class SRBackend(abc.ABC):
-    """The interface every symbolic-regression backend implements."""
-
-    name: str = ""
-
-    @abc.abstractmethod
-    def fit(self, X, y, feature_names: Sequence[str], seed: int = 0) -> list[Candidate]:
-        """Fit standardised ``y`` on standardised ``X`` (columns named ``feature_names``); return candidates."""
-
-    @abc.abstractmethod
-    def settings(self) -> dict:
-        """The JSON-able settings, recorded in reports and rule metadata."""
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
-        return f"{type(self).__name__}({args})"
-
-
-# --------------------------------------------------------------------------------------------- gplearn
 
 
 def _affine_fit(pred: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
@@ -269,8 +193,8 @@ class GplearnBackend(SRBackend):
             low_memory=True)
 
     def fit(self, X, y, feature_names: Sequence[str], seed: int = 0) -> list[Candidate]:
-        X, y, names = _check_fit_inputs(X, y, feature_names)
-        X, y = _subsample(X, y, self.max_rows, seed)
+        X, y, names = check_fit_inputs(X, y, feature_names)
+        X, y = subsample(X, y, self.max_rows, seed)
         est = self.make_estimator(seed)
         est.fit(X, y)
 
@@ -394,8 +318,8 @@ class OperonBackend(SRBackend):
 
     def fit(self, X, y, feature_names: Sequence[str], seed: int = 0) -> list[Candidate]:
         SymbolicRegressor = self._import()
-        X, y, names = _check_fit_inputs(X, y, feature_names)
-        X, y = _subsample(X, y, self.max_rows, seed)
+        X, y, names = check_fit_inputs(X, y, feature_names)
+        X, y = subsample(X, y, self.max_rows, seed)
         kwargs = dict(allowed_symbols=self.allowed_symbols, population_size=self.population_size,
                       generations=self.generations, max_evaluations=self.max_evaluations,
                       max_length=self.max_length, max_depth=self.max_depth, tournament_size=self.tournament_size,
@@ -428,7 +352,6 @@ class OperonBackend(SRBackend):
 # --------------------------------------------------------------------------------------------- registry
 
 # imported here, below the names it uses (Candidate, SRBackend, _check_fit_inputs, _subsample): no import cycle
-from tf_symbolic_l2o.distill.sparse import SparseBackend  # noqa: E402
 
 _BACKENDS: dict[str, Callable[..., SRBackend]] = {"gplearn": GplearnBackend, "operon": OperonBackend,
                                                   "sparse": SparseBackend}
@@ -450,4 +373,12 @@ def get_backend(name: str | SRBackend = "gplearn", **kwargs: Any) -> SRBackend:
     if not isinstance(name, str) or name.lower() not in _BACKENDS:
         raise ValueError(f"unknown symbolic-regression backend {name!r}; available: "
                          f"{', '.join(available_backends())}")
-    return _BACKENDS[name.lower()](**kwargs)
+    name = name.lower()
+    options = {n: set(inspect.signature(c.__init__).parameters) - {"self"} for n, c in _BACKENDS.items()}
+    unknown = sorted(set(kwargs) - options[name])
+    if unknown:
+        owners = sorted({n for n, opts in options.items() for k in unknown if k in opts})
+        where = f"an option of {' and '.join(owners)}" if owners else "no backend's option"
+        raise ValueError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} {where}, not of the {name} "
+                         f"backend (its options: {', '.join(sorted(options[name]))})")
+    return _BACKENDS[name](**kwargs)

@@ -40,14 +40,14 @@ recorder measured it, its output at rest — a bias that the rule does not copy.
 Complexity is the number of nodes of the (simplified) expression in standardised space, so it does not count the
 nodes the fold adds (the folded rule's own size is ``complexity_rule`` in the metadata).
 
-:func:`write_distill_report` writes ``rule.json``, ``report.json``, ``pareto.csv`` and ``pareto.png``;
-:func:`distill_file` is the one-call version used by the CLI.
+Each step is one private function below, and :func:`distill` calls them in order. :func:`distill_file` is the
+one-call version used by the CLI: it loads a dataset, distills it and writes the files of
+:func:`~tf_symbolic_l2o.distill.report.write_distill_report`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import time
@@ -56,192 +56,25 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tf_symbolic_l2o.distill.backends import Candidate, SRBackend, get_backend, pareto_indices
+from tf_symbolic_l2o.distill.backends import get_backend
+from tf_symbolic_l2o.distill.base import Candidate, SRBackend, pareto_indices
 from tf_symbolic_l2o.distill.refit import refit_constants as _refit
+from tf_symbolic_l2o.distill.report import write_distill_report
+from tf_symbolic_l2o.distill.result import CandidateResult, DistillResult
 from tf_symbolic_l2o.distill.simplify import simplify as _simplify
-from tf_symbolic_l2o.distill.standardize import Standardizer, _check_matrix, _check_vector
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tf_symbolic_l2o.rules import Const, Node, Op, Rule, size, to_infix
+from tf_symbolic_l2o.distill.standardize import Standardizer, check_matrix, check_vector
+from tf_symbolic_l2o.distill.symmetry import is_odd, odd_part, parity_vector, teacher_symmetry
+from tf_symbolic_l2o.invariants import InvariantReport, check_invariants
+from tf_symbolic_l2o.rules import Const, Node, Rule, size, to_infix
 
-__all__ = ["CandidateResult", "DistillResult", "UnsoundRuleError", "distill", "distill_file",
-           "write_distill_report", "odd_part", "parity_vector", "REPORT_FORMAT", "SELECTION_TOLERANCE"]
+__all__ = ["SELECTION_TOLERANCE", "UnsoundRuleError", "distill", "distill_file"]
 
-REPORT_FORMAT = "tfl2o-distill-report/1"
 SELECTION_TOLERANCE = 0.005
 """Default: pick the simplest Pareto rule within this much test R² of the best."""
 
 
-@dataclasses.dataclass(frozen=True)
-class CandidateResult:
-    """One candidate rule and its scores.
-
-    Attributes:
-        rule: the rule over the raw dataset columns.
-        standardized: the expression the backend found, over standardised variables.
-        complexity: nodes of ``standardized``.
-        r2_train, r2_test, mse_train, mse_test: scores on the raw rows (NaN if the rule is not finite there).
-        origin: ``"best"`` / ``"pareto"`` (backend) or ``"refit"``.
-        pareto: on the complexity–test-R² Pareto front.
-    """
-
-    rule: Rule
-    standardized: Node
-    complexity: int
-    r2_train: float
-    r2_test: float
-    mse_train: float
-    mse_test: float
-    origin: str = ""
-    pareto: bool = False
-
-    @property
-    def infix(self) -> str:
-        return self.rule.infix
-
-    def metrics(self) -> dict:
-        return {"r2_train": _num(self.r2_train), "r2_test": _num(self.r2_test), "mse_train": _num(self.mse_train),
-                "mse_test": _num(self.mse_test), "complexity": self.complexity}
-
-
-@dataclasses.dataclass
-class DistillResult:
-    """What :func:`distill` returns.
-
-    Attributes:
-        rule: the chosen rule (refitted if asked), with the scores and settings in ``rule.metadata``.
-        chosen: its :class:`CandidateResult`.
-        candidates: every candidate, in the backend's order (plus the refitted one, if any).
-        pareto: the Pareto front (complexity vs test R²), by increasing complexity.
-        standardizer: the standardisation fitted on the training rows.
-        settings: backend name and settings, seed, split and selection settings.
-        timings: seconds per phase and in total.
-        dataset: path, SHA-256, source and task from the manifest.
-        refit_history: the MSE history of the refit (standardised space), or ``None``.
-        before_refit: the chosen candidate before the refit, or ``None``.
-    """
-
-    rule: Rule
-    chosen: CandidateResult
-    candidates: list
-    pareto: list
-    standardizer: Standardizer
-    settings: dict
-    timings: dict
-    dataset: dict
-    refit_history: list | None = None
-    before_refit: CandidateResult | None = None
-
-    @property
-    def metrics(self) -> dict:
-        return self.chosen.metrics()
-
-    @property
-    def r2_test(self) -> float:
-        return self.chosen.r2_test
-
-    def summary(self) -> str:
-        m = self.chosen
-        return (f"{self.rule}  [complexity {m.complexity}, R² train {m.r2_train:.4f}, test {m.r2_test:.4f}, "
-                f"{self.timings.get('total_s', float('nan')):.1f} s]")
-
-
 class UnsoundRuleError(ValueError):
     """No candidate rule passed the invariant checks (rest, sign symmetry, descent)."""
-
-
-def parity_vector(features: Mapping, memlen: int) -> np.ndarray:
-    """Per dataset column (lag-major), −1 for odd features and +1 for even ones (``t``, ``s``)."""
-    from tf_symbolic_l2o.features import FeatureSet
-
-    fs = FeatureSet(features["names"])
-    return np.tile(np.asarray(fs.parity(), np.float64), int(memlen))
-
-
-def odd_part(node: Node, columns: Sequence[str], parity: np.ndarray) -> Node:
-    """``½·(h(x) − h(P·x))``: the odd part of ``h`` under the column parities ``parity`` (−1: the variable is
-    negated)."""
-    from tf_symbolic_l2o.rules import Var, substitute, variables
-
-    flip = {c: Op("neg", (Var(c),)) for c, p in zip(columns, parity) if p < 0 and c in variables(node)}
-    if not flip:  # only even variables: the odd part is zero
-        return Const(0.0)
-    return Op("mul", (Const(0.5), Op("sub", (node, substitute(node, flip)))))
-
-
-def _is_odd(node: Node, columns: Sequence[str], parity: np.ndarray, X: np.ndarray) -> bool:
-    """Whether ``h(P·x) = −h(x)`` (relative 1e-9) on the rows ``X`` and on the same rows with the odd columns
-    zeroed (the rest condition)."""
-    from tf_symbolic_l2o.rules import evaluate_numpy, variables
-
-    used = variables(node)
-    index = {c: i for i, c in enumerate(columns)}
-    rest = X * (parity > 0)
-    for rows in (X, rest):
-        with np.errstate(all="ignore"):
-            a = evaluate_numpy(node, {v: rows[:, index[v]] for v in used}, dtype=np.float64)
-            b = evaluate_numpy(node, {v: parity[index[v]] * rows[:, index[v]] for v in used}, dtype=np.float64)
-        a, b = np.broadcast_to(a, rows.shape[:1]), np.broadcast_to(b, rows.shape[:1])
-        if not (np.all(np.isfinite(a)) and np.all(np.abs(a + b) <= 1e-9 * (1.0 + np.abs(a)))):
-            return False
-    return True
-
-
-def teacher_symmetry(y: np.ndarray, manifest: Mapping) -> dict:
-    """What the report says of the teacher's own soundness: the mean and std of its recorded output (an odd teacher
-    on a symmetric task averages near zero) and, when the recorder measured them (``manifest["teacher"]``), its
-    raw output at rest (zero gradients from the zero state) at step 1, the largest and the mean over the steps."""
-    out = {"y_mean": float(np.mean(y)), "y_std": float(np.std(y))}
-    teacher = manifest.get("teacher") if isinstance(manifest.get("teacher"), Mapping) else {}
-    for key in ("rest_raw_step1", "rest_raw_max", "rest_raw_mean"):
-        if key in teacher:
-            out[key] = teacher[key]
-    return out
-
-
-def _num(x) -> float | None:
-    """A JSON-safe number: non-finite → None."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _score(rule: Rule, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    from sklearn.metrics import mean_squared_error, r2_score
-
-    with np.errstate(all="ignore"):
-        pred = rule.numpy_fn()(X)
-    pred = np.asarray(pred, dtype=np.float64)
-    if pred.shape != y.shape or not np.all(np.isfinite(pred)) or np.any(np.abs(pred) > 1e150):
-        return float("nan"), float("nan")
-    return float(r2_score(y, pred)), float(mean_squared_error(y, pred))
-
-
-def _check_manifest(manifest: Mapping, n_columns: int) -> dict:
-    if not isinstance(manifest, Mapping):
-        raise ValueError(f"manifest must be a dict, got {type(manifest).__name__}")
-    for key in ("columns", "features", "memlen"):
-        if key not in manifest:
-            raise ValueError(f"manifest has no {key!r}; use a dataset written by `tfl2o record`")
-    columns = manifest["columns"]
-    if not isinstance(columns, list) or len(columns) != n_columns:
-        raise ValueError(f"X has {n_columns} column(s), the manifest lists "
-                         f"{len(columns) if isinstance(columns, list) else '?'}")
-    source = manifest.get("source") or {}
-    scale = source.get("output_scale", 0.01) if isinstance(source, Mapping) else 0.01
-    probe = Rule(Const(0.0), features=manifest["features"], memlen=manifest["memlen"], output_scale=scale)
-    if list(columns) != probe.inputs:
-        raise ValueError(f"manifest columns {columns} do not match the feature set {probe.features['names']!r} "
-                         f"with memlen {probe.memlen} (expected {probe.inputs})")
-    return {"features": probe.features, "memlen": probe.memlen, "output_scale": probe.output_scale,
-            "columns": list(columns)}
-
-
-def _dataset_info(manifest: Mapping, dataset_path) -> dict:
-    source = manifest.get("source") if isinstance(manifest.get("source"), Mapping) else {}
-    return {"path": None if dataset_path is None else str(dataset_path), "sha256": manifest.get("sha256"),
-            "source_kind": source.get("kind"), "source": dict(source), "task": manifest.get("task"),
-            "columns": list(manifest.get("columns", [])), "rows": None}
 
 
 def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_fraction: float = 0.2,
@@ -272,304 +105,31 @@ def distill(X, y, manifest: Mapping, backend: str | SRBackend = "gplearn", test_
         ValueError: unknown backend, NaN/inf in X or y, constant y, shapes that do not match the manifest, too
             few rows.
     """
-    t_start = time.perf_counter()
+    opts = _Options(seed, test_fraction, max_train_rows, refit_constants, refit_options, selection_tolerance,
+                    simplify, odd, check)
+    watch = _Stopwatch()
     sr = get_backend(backend, **backend_kwargs)
-    X = _check_matrix(X, "X")
-    y = _check_vector(y, "y")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-    info = _check_manifest(manifest, X.shape[1])
-    if y.size and float(np.ptp(y)) == 0.0:
-        raise ValueError(f"target y is constant (every row is {y[0]:g}): there is nothing to distill; "
-                         f"check that the recorded optimizer actually moved")
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    if not 0.0 <= float(selection_tolerance) < 1.0:
-        raise ValueError(f"selection_tolerance must be in [0, 1), got {selection_tolerance}")
-    n = X.shape[0]
-    n_test = int(round(n * float(test_fraction)))
-    if n_test < 2 or n - n_test < 2:
-        raise ValueError(f"{n} rows are too few to split into train and test (test_fraction {test_fraction})")
-    if max_train_rows is not None and int(max_train_rows) < 2:
-        raise ValueError(f"max_train_rows must be >= 2 or None, got {max_train_rows}")
-    columns = info["columns"]
-
-    # 1. split
-    perm = np.random.default_rng([int(seed), 2022]).permutation(n)
-    test_idx, train_idx = perm[:n_test], perm[n_test:]
-    if max_train_rows is not None:
-        train_idx = train_idx[:int(max_train_rows)]
-    X_tr, y_tr, X_te, y_te = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
-    parity = parity_vector(info["features"], info["memlen"])
-    X_fit, y_fit = X_tr, y_tr
-    if odd:
-        X_fit, y_fit = np.concatenate([X_tr, X_tr * parity]), np.concatenate([y_tr, -y_tr])
-    t_split = time.perf_counter()
-
-    # 2. standardise
-    std = Standardizer.fit(X_fit, y_fit, columns)
-    if odd:
-        std = dataclasses.replace(std, x_mean=np.where(parity < 0, 0.0, std.x_mean), y_mean=0.0)
-    Xs_tr, ys_tr = std.transform_X(X_fit), std.transform_y(y_fit)
-    t_std = time.perf_counter()
-
-    # 3. symbolic regression
-    raw_candidates: list[Candidate] = sr.fit(Xs_tr, ys_tr, columns, seed=int(seed))
-    if not raw_candidates:
-        raise RuntimeError(f"the {sr.name} backend returned no candidate")
-    t_fit = time.perf_counter()
-
-    # 4–5. fold back, score
-    def make_rule(node_std: Node, extra_meta: Mapping | None = None) -> Rule:
-        node = std.fold(node_std, merge_affine=simplify)
-        if simplify:
-            node = _simplify(node)
-        return Rule(node, features=info["features"], memlen=info["memlen"], output_scale=info["output_scale"],
-                    metadata=dict(extra_meta or {}))
-
-    def evaluate(node_std: Node, origin: str, rule: Rule | None = None) -> CandidateResult:
-        rule = rule if rule is not None else make_rule(node_std)
-        r2_tr, mse_tr = _score(rule, X_tr, y_tr)
-        r2_te, mse_te = _score(rule, X_te, y_te)
-        return CandidateResult(rule, node_std, size(node_std), r2_tr, r2_te, mse_tr, mse_te, origin)
-
-    check_rows = Xs_tr[np.random.default_rng([int(seed), 7]).permutation(len(Xs_tr))[:512]]
-
-    inner_of: dict[Node, Node] = {}  # projected expression → the backend's expression it came from
-
-    def project(node_std: Node) -> Node:
-        if not odd or _is_odd(node_std, columns, parity, check_rows):
-            return node_std
-        node_odd = odd_part(node_std, columns, parity)
-        node_odd = _simplify(node_odd) if simplify else node_odd
-        inner_of.setdefault(node_odd, node_std)
-        return node_odd
-
-    candidates: list[CandidateResult] = []
-    seen = set()
-    for cand in raw_candidates:
-        node_std = _simplify(cand.node, distribute=True, drop_tolerance=1e-12) if simplify else cand.node
-        node_std = project(node_std)
-        key = to_infix(node_std)
-        if key in seen:
-            continue
-        seen.add(key)
-        candidates.append(evaluate(node_std, cand.origin))
-    candidates, front = _mark_pareto(candidates)
-    if not front:
-        raise RuntimeError("no candidate rule is finite on the data; try another seed or a larger budget")
-    t_eval = time.perf_counter()
-
-    # 6. select
-    from tf_symbolic_l2o.invariants import check_invariants
-
-    checked: dict[int, Any] = {}
-
-    def sound(i: int) -> bool:
-        if i not in checked:
-            checked[i] = check_invariants(candidates[i].rule)
-        return checked[i].passed
-
-    ci = _select(candidates, float(selection_tolerance), sound if check else None)
-
-    # 7. refit
-    history, before, refit_meta = None, None, None
+    X, y, info, n_test = _check_inputs(X, y, manifest, opts)
+    split = _split(X, y, info, n_test, opts)
+    watch.lap("split")
+    std, Xs_fit, ys_fit = _standardise(split, info["columns"], odd)
+    watch.lap("standardize")
+    raw_candidates = _search(sr, Xs_fit, ys_fit, info["columns"], seed)
+    watch.lap("backend")
+    builder = _CandidateBuilder(std, info, split, Xs_fit, opts)
+    candidates = _evaluate_candidates(raw_candidates, builder)
+    watch.lap("evaluate")
+    checks = _InvariantChecks()
+    ci = _select(candidates, float(selection_tolerance), checks if check else None)
+    refit = None
     if refit_constants:
-        before = candidates[ci]
-        inner = inner_of.get(before.standardized, before.standardized)  # refit h of ½·(h(x) − h(P·x)), re-project
-        std_rule = Rule(inner, features=info["features"], memlen=info["memlen"],
-                        output_scale=info["output_scale"])
-        refitted, history = _refit(std_rule, Xs_tr, ys_tr, **dict(refit_options or {}))
-        node = project(refitted.expression)
-        if node != before.standardized:  # unchanged (no constants, no progress): keep it
-            candidates.append(evaluate(node, "refit"))
-            candidates, front = _mark_pareto(candidates)
-            if not check or sound(len(candidates) - 1):
-                ci = len(candidates) - 1
-        refit_meta = {**refitted.metadata.get("refit", {}), "mse_space": "standardised y",
-                      "before": before.metrics(), "after": candidates[ci].metrics()}
-    t_refit = time.perf_counter()
-    chosen = candidates[ci]
-    invariants = checked.get(ci) or check_invariants(chosen.rule)
-    t_check = time.perf_counter()
-
-    timings = {"split_s": t_split - t_start, "standardize_s": t_std - t_split, "backend_s": t_fit - t_std,
-               "evaluate_s": t_eval - t_fit, "refit_s": t_refit - t_eval, "invariants_s": t_check - t_refit,
-               "total_s": t_check - t_start}
-    settings = {"backend": sr.name, "backend_settings": sr.settings(), "seed": int(seed),
-                "test_fraction": float(test_fraction), "max_train_rows": max_train_rows,
-                "refit_constants": bool(refit_constants), "refit_options": dict(refit_options or {}),
-                "selection": "simplest Pareto rule within selection_tolerance of the best test R2",
-                "selection_tolerance": float(selection_tolerance), "simplify": bool(simplify),
-                "n_rows": int(n), "n_train": int(len(train_idx)), "n_test": int(n_test),
-                "n_candidates": len(candidates), "odd": bool(odd), "check": bool(check)}
-    dataset = _dataset_info(manifest, dataset_path)
-    dataset["rows"] = int(n)
-    metadata = {
-        "source": "distill", "backend": sr.name, "backend_settings": sr.settings(), "seed": int(seed),
-        **chosen.metrics(), "complexity_rule": chosen.rule.complexity,
-        "standardized_infix": to_infix(chosen.standardized), "n_train": int(len(train_idx)), "n_test": int(n_test),
-        "test_fraction": float(test_fraction), "selection_tolerance": float(selection_tolerance),
-        "dataset": {"path": dataset["path"], "sha256": dataset["sha256"], "source_kind": dataset["source_kind"]},
-        "time_s": timings["total_s"], "odd": bool(odd),
-        "invariants": invariants.to_dict(),
-        "teacher": teacher_symmetry(y, manifest),
-    }
-    if refit_meta is not None:
-        metadata["refit"] = refit_meta
-    rule = chosen.rule.replace(metadata=metadata)
-    chosen = dataclasses.replace(chosen, rule=rule)
-    candidates[ci] = chosen
-    front = sorted((c for c in candidates if c.pareto), key=lambda c: (c.complexity, -c.r2_test))
-    return DistillResult(rule=rule, chosen=chosen, candidates=candidates, pareto=front, standardizer=std,
-                         settings=settings, timings=timings, dataset=dataset, refit_history=history,
-                         before_refit=before)
-
-
-def _mark_pareto(candidates: Sequence[CandidateResult]) -> tuple[list, list]:
-    idx = set(pareto_indices([c.complexity for c in candidates], [c.r2_test for c in candidates]))
-    marked = [dataclasses.replace(c, pareto=i in idx) for i, c in enumerate(candidates)]
-    front = sorted((c for c in marked if c.pareto), key=lambda c: (c.complexity, -c.r2_test))
-    return marked, front
-
-
-def _select(candidates: Sequence[CandidateResult], tolerance: float, sound=None, max_checks: int = 12) -> int:
-    """Index of the simplest Pareto candidate within ``tolerance`` test R² of the best (ties: higher R²).
-
-    With ``sound`` (a predicate on indices), only candidates it accepts qualify: the Pareto front is searched in
-    that order first, then every finite candidate by test R² (at most ``max_checks`` predicates are evaluated);
-    :class:`UnsoundRuleError` if none qualifies.
-    """
-    front = [i for i, c in enumerate(candidates) if c.pareto]
-    best = max(candidates[i].r2_test for i in front)
-    ok = sorted((i for i in front if candidates[i].r2_test >= best - tolerance),
-                key=lambda i: (candidates[i].complexity, -candidates[i].r2_test, i))
-    if sound is None:
-        return ok[0]
-    rest = sorted((i for i, c in enumerate(candidates) if i not in ok and math.isfinite(c.r2_test)),
-                  key=lambda i: (-candidates[i].r2_test, candidates[i].complexity, i))
-    for i in (ok + rest)[:max_checks]:
-        if sound(i):
-            return i
-    raise UnsoundRuleError(f"none of the {min(len(ok) + len(rest), max_checks)} best candidate rules passes the "
-                           f"invariant checks (rest, sign symmetry, descent); distill with a larger budget or "
-                           f"another seed, or pass --unconstrained to write an unchecked rule")
-
-
-# ---------------------------------------------------------------------------------------------- reports
-
-
-def _front_and_chosen(result: DistillResult) -> list:
-    """The Pareto front, plus the chosen rule if it is not on it (a refitted rule can fall just off it)."""
-    rows = list(result.pareto)
-    if not any(c is result.chosen for c in rows):
-        rows.append(result.chosen)
-        rows.sort(key=lambda c: (c.complexity, -c.r2_test))
-    return rows
-
-
-def _pareto_frame(result: DistillResult):
-    import pandas as pd
-
-    rows = [{"complexity": c.complexity, "r2_train": c.r2_train, "r2_test": c.r2_test, "mse_train": c.mse_train,
-             "mse_test": c.mse_test, "chosen": c is result.chosen,
-             "origin": c.origin, "infix": c.infix, "standardized_infix": to_infix(c.standardized)}
-            for c in _front_and_chosen(result)]
-    cols = ["complexity", "r2_train", "r2_test", "mse_train", "mse_test", "chosen", "origin", "infix",
-            "standardized_infix"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _pareto_png(result: DistillResult) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    finite = [c for c in result.candidates if math.isfinite(c.r2_test)]
-    if finite:
-        ax.scatter([c.complexity for c in finite], [c.r2_test for c in finite], s=14, color="0.7",
-                   label="candidates", zorder=1)
-    front = result.pareto
-    ax.step([c.complexity for c in front], [c.r2_test for c in front], where="post", color="C0", zorder=2)
-    ax.scatter([c.complexity for c in front], [c.r2_test for c in front], s=24, color="C0", label="Pareto front",
-               zorder=3)
-    ch = result.chosen
-    ax.scatter([ch.complexity], [ch.r2_test], s=160, marker="*", color="C3", zorder=4,
-               label=f"chosen (R² {ch.r2_test:.4f}, {ch.complexity} nodes)")
-    lows = [c.r2_test for c in front]
-    if lows:  # R² below −0.1 (worse than a constant) is not worth the vertical space
-        lo = max(min(lows) - 0.05, -0.1)
-        hi = max(lows)
-        ax.set_ylim(lo, hi + 0.05 * max(hi - lo, 1e-3))
-    ax.set_xlabel("complexity (nodes, standardised expression)")
-    ax.set_ylabel("test R²")
-    ax.set_title(f"Distillation ({result.settings.get('backend')}): complexity vs test R²", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def _report(result: DistillResult) -> dict:
-    from tf_symbolic_l2o import __version__
-
-    rule = result.rule
-    try:
-        latex = rule.latex()
-    except Exception as e:  # noqa: BLE001 - a report must not fail on a display form
-        latex = f"<unavailable: {type(e).__name__}>"
-    try:
-        import sympy
-
-        expr = rule.to_sympy(simplify=False)  # sympy's automatic evaluation collects the folded constants
-        sympy_text, sympy_latex = str(expr), sympy.latex(expr)
-    except Exception as e:  # noqa: BLE001
-        sympy_text = sympy_latex = f"<unavailable: {type(e).__name__}>"
-    from tf_symbolic_l2o.rules import to_prefix
-
-    report = {
-        "format": REPORT_FORMAT,
-        "rule": {"infix": rule.infix, "latex": latex, "sympy": sympy_text, "sympy_latex": sympy_latex,
-                 "expression": to_prefix(rule.expression),
-                 "standardized_infix": to_infix(result.chosen.standardized), "features": rule.features,
-                 "memlen": rule.memlen, "output_scale": rule.output_scale, "update": str(rule)},
-        "metrics": result.chosen.metrics(),
-        "complexity": result.chosen.complexity,
-        "complexity_rule": rule.complexity,
-        "pareto": [{"complexity": c.complexity, "r2_train": _num(c.r2_train), "r2_test": _num(c.r2_test),
-                    "mse_test": _num(c.mse_test), "origin": c.origin, "infix": c.infix, "chosen": c is result.chosen}
-                   for c in _front_and_chosen(result)],
-        "n_candidates": len(result.candidates),
-        "settings": result.settings,
-        "timings": result.timings,
-        "dataset": result.dataset,
-        "standardization": result.standardizer.to_dict(),
-        "created_with": f"tf_symbolic_l2o {__version__}",
-    }
-    if result.before_refit is not None:
-        report["before_refit"] = {**result.before_refit.metrics(), "infix": result.before_refit.infix}
-        report["refit_history"] = [_num(v) for v in (result.refit_history or [])]
-    return report
-
-
-def write_distill_report(result: DistillResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``rule.json``, ``report.json``, ``pareto.csv`` and ``pareto.png`` into ``out_dir`` (each atomically).
-
-    Returns the paths by name.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"rule": out / "rule.json", "report": out / "report.json", "pareto_csv": out / "pareto.csv",
-             "pareto_png": out / "pareto.png"}
-    result.rule.save(paths["rule"])
-    atomic_write_json(paths["report"], _report(result))
-    atomic_write_text(paths["pareto_csv"], _pareto_frame(result).to_csv(index=False))
-    atomic_write_bytes(paths["pareto_png"], _pareto_png(result))
-    return paths
+        candidates, ci, refit = _refit_chosen(candidates, ci, builder, Xs_fit, ys_fit, opts,
+                                              checks if check else None)
+    watch.lap("refit")
+    invariants = checks.report(candidates, ci)
+    watch.lap("invariants")
+    return _result(candidates, ci, sr, opts, split, std, watch.timings(), invariants, refit,
+                   _dataset_info(manifest, dataset_path, split.n_rows), teacher_symmetry(y, manifest))
 
 
 def distill_file(dataset_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -583,3 +143,355 @@ def distill_file(dataset_path: str | os.PathLike, out_dir: str | os.PathLike | N
     if out_dir is not None:
         write_distill_report(result, out_dir)
     return result
+
+
+# ------------------------------------------------------------------------------------ the phases of distill
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """The settings of one :func:`distill` call, as given (each phase converts what it reads)."""
+
+    seed: int
+    test_fraction: float
+    max_train_rows: int | None
+    refit_constants: bool
+    refit_options: Mapping | None
+    selection_tolerance: float
+    simplify: bool
+    odd: bool
+    check: bool
+
+    def settings(self, sr: SRBackend, split: _Split, n_candidates: int) -> dict:
+        """:attr:`DistillResult.settings`: the backend, these settings, the row counts and the candidates."""
+        return {"backend": sr.name, "backend_settings": sr.settings(), "seed": int(self.seed),
+                "test_fraction": float(self.test_fraction), "max_train_rows": self.max_train_rows,
+                "refit_constants": bool(self.refit_constants), "refit_options": dict(self.refit_options or {}),
+                "selection": "simplest Pareto rule within selection_tolerance of the best test R2",
+                "selection_tolerance": float(self.selection_tolerance), "simplify": bool(self.simplify),
+                "n_rows": int(split.n_rows), "n_train": int(split.n_train), "n_test": int(split.n_test),
+                "n_candidates": n_candidates, "odd": bool(self.odd), "check": bool(self.check)}
+
+
+class _Stopwatch:
+    """Seconds per phase (``<phase>_s``, each since the end of the previous one) and in total (``total_s``)."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[f"{phase}_s"] = now - self.last
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        return {**self.laps, "total_s": self.last - self.start}
+
+
+def _check_inputs(X, y, manifest: Mapping, opts: _Options) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    """``(X, y, info, n_test)``: X and y as finite float64 arrays, what the manifest says of the columns
+    (:func:`_check_manifest`) and the number of test rows; a one-line ValueError for anything :func:`distill`
+    cannot use."""
+    X = check_matrix(X, "X")
+    y = check_vector(y, "y")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    info = _check_manifest(manifest, X.shape[1])
+    if y.size and float(np.ptp(y)) == 0.0:
+        raise ValueError(f"target y is constant (every row is {y[0]:g}): there is nothing to distill; "
+                         f"check that the recorded optimizer actually moved")
+    if not 0.0 < float(opts.test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {opts.test_fraction}")
+    if not 0.0 <= float(opts.selection_tolerance) < 1.0:
+        raise ValueError(f"selection_tolerance must be in [0, 1), got {opts.selection_tolerance}")
+    n = X.shape[0]
+    n_test = int(round(n * float(opts.test_fraction)))
+    if n_test < 2 or n - n_test < 2:
+        raise ValueError(f"{n} rows are too few to split into train and test (test_fraction {opts.test_fraction})")
+    if opts.max_train_rows is not None and int(opts.max_train_rows) < 2:
+        raise ValueError(f"max_train_rows must be >= 2 or None, got {opts.max_train_rows}")
+    return X, y, info, n_test
+
+
+def _check_manifest(manifest: Mapping, n_columns: int) -> dict:
+    """The manifest's ``features``, ``memlen``, ``output_scale`` and ``columns``, checked against each other and
+    against the ``n_columns`` of X."""
+    if not isinstance(manifest, Mapping):
+        raise ValueError(f"manifest must be a dict, got {type(manifest).__name__}")
+    for key in ("columns", "features", "memlen"):
+        if key not in manifest:
+            raise ValueError(f"manifest has no {key!r}; use a dataset written by `tfl2o record`")
+    columns = manifest["columns"]
+    if not isinstance(columns, list) or len(columns) != n_columns:
+        raise ValueError(f"X has {n_columns} column(s), the manifest lists "
+                         f"{len(columns) if isinstance(columns, list) else '?'}")
+    source = manifest.get("source") or {}
+    scale = source.get("output_scale", 0.01) if isinstance(source, Mapping) else 0.01
+    probe = Rule(Const(0.0), features=manifest["features"], memlen=manifest["memlen"], output_scale=scale)
+    if list(columns) != probe.inputs:
+        raise ValueError(f"manifest columns {columns} do not match the feature set {probe.features['names']!r} "
+                         f"with memlen {probe.memlen} (expected {probe.inputs})")
+    return {"features": probe.features, "memlen": probe.memlen, "output_scale": probe.output_scale,
+            "columns": list(columns)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    """The rows of one distillation.
+
+    Attributes:
+        X_tr, y_tr, X_te, y_te: the raw training and test rows (the candidates are scored on them).
+        X_fit, y_fit: the rows the backend fits: the training rows, symmetrised with ``odd=True``.
+        parity: per column, −1 for an odd feature and +1 for an even one.
+        n_rows: rows of the whole dataset.
+    """
+
+    X_tr: np.ndarray
+    y_tr: np.ndarray
+    X_te: np.ndarray
+    y_te: np.ndarray
+    X_fit: np.ndarray
+    y_fit: np.ndarray
+    parity: np.ndarray
+    n_rows: int
+
+    @property
+    def n_train(self) -> int:
+        return len(self.y_tr)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.y_te)
+
+
+def _split(X: np.ndarray, y: np.ndarray, info: Mapping, n_test: int, opts: _Options) -> _Split:
+    """Step 1: a seeded shuffle gives ``n_test`` test rows and the training rows (at most ``max_train_rows``);
+    with ``odd=True`` every training row ``(x, y)`` is joined by its mirror ``(P·x, −y)`` in the fitting rows."""
+    perm = np.random.default_rng([int(opts.seed), 2022]).permutation(X.shape[0])
+    test_idx, train_idx = perm[:n_test], perm[n_test:]
+    if opts.max_train_rows is not None:
+        train_idx = train_idx[:int(opts.max_train_rows)]
+    X_tr, y_tr, X_te, y_te = X[train_idx], y[train_idx], X[test_idx], y[test_idx]
+    parity = parity_vector(info["features"], info["memlen"])
+    X_fit, y_fit = X_tr, y_tr
+    if opts.odd:
+        X_fit, y_fit = np.concatenate([X_tr, X_tr * parity]), np.concatenate([y_tr, -y_tr])
+    return _Split(X_tr, y_tr, X_te, y_te, X_fit, y_fit, parity, n_rows=X.shape[0])
+
+
+def _standardise(split: _Split, columns: Sequence[str], odd: bool) -> tuple[Standardizer, np.ndarray, np.ndarray]:
+    """Step 2: the standardisation fitted on the fitting rows and those rows standardised; with ``odd=True`` the odd
+    columns and y are scaled but not centred."""
+    std = Standardizer.fit(split.X_fit, split.y_fit, columns)
+    if odd:
+        std = dataclasses.replace(std, x_mean=np.where(split.parity < 0, 0.0, std.x_mean), y_mean=0.0)
+    return std, std.transform_X(split.X_fit), std.transform_y(split.y_fit)
+
+
+def _search(sr: SRBackend, Xs: np.ndarray, ys: np.ndarray, columns: Sequence[str], seed: int) -> list[Candidate]:
+    """Step 3: the backend's candidates on the standardised fitting rows; RuntimeError when it returns none."""
+    raw_candidates: list[Candidate] = sr.fit(Xs, ys, columns, seed=int(seed))
+    if not raw_candidates:
+        raise RuntimeError(f"the {sr.name} backend returned no candidate")
+    return raw_candidates
+
+
+class _CandidateBuilder:
+    """Turns an expression over standardised variables into a scored :class:`CandidateResult` (step 4–5): the
+    odd-part projection (:meth:`project`), the fold back into a rule over the raw columns (:meth:`rule`) and the
+    scores on the raw training and test rows (:meth:`candidate`).
+
+    ``inner_of`` maps each projected expression to the backend's expression it came from, so that a refit can
+    refit ``h`` of ``½·(h(x) − h(P·x))`` and project again.
+    """
+
+    def __init__(self, std: Standardizer, info: Mapping, split: _Split, Xs_fit: np.ndarray, opts: _Options):
+        self.std, self.info, self.split = std, info, split
+        self.simplify, self.odd = opts.simplify, opts.odd
+        self.check_rows = Xs_fit[np.random.default_rng([int(opts.seed), 7]).permutation(len(Xs_fit))[:512]]
+        self.inner_of: dict[Node, Node] = {}
+
+    def project(self, node_std: Node) -> Node:
+        """``node_std`` itself when it is odd on :attr:`check_rows` (or ``odd=False``), else its odd part."""
+        columns, parity = self.info["columns"], self.split.parity
+        if not self.odd or is_odd(node_std, columns, parity, self.check_rows):
+            return node_std
+        node_odd = odd_part(node_std, columns, parity)
+        node_odd = _simplify(node_odd) if self.simplify else node_odd
+        self.inner_of.setdefault(node_odd, node_std)
+        return node_odd
+
+    def rule(self, node_std: Node) -> Rule:
+        """The rule over the raw columns: the standardisation folded into ``node_std`` (then simplified)."""
+        node = self.std.fold(node_std, merge_affine=self.simplify)
+        if self.simplify:
+            node = _simplify(node)
+        return Rule(node, features=self.info["features"], memlen=self.info["memlen"],
+                    output_scale=self.info["output_scale"], metadata={})
+
+    def candidate(self, node_std: Node, origin: str) -> CandidateResult:
+        """``node_std`` folded into a rule and scored on the raw training and test rows."""
+        rule = self.rule(node_std)
+        r2_tr, mse_tr = _score(rule, self.split.X_tr, self.split.y_tr)
+        r2_te, mse_te = _score(rule, self.split.X_te, self.split.y_te)
+        return CandidateResult(rule, node_std, size(node_std), r2_tr, r2_te, mse_tr, mse_te, origin)
+
+
+def _score(rule: Rule, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(R², MSE)`` of the rule's NumPy implementation on ``(X, y)``; NaNs when a prediction is not finite or
+    beyond 1e150."""
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    with np.errstate(all="ignore"):
+        pred = rule.numpy_fn()(X)
+    pred = np.asarray(pred, dtype=np.float64)
+    if pred.shape != y.shape or not np.all(np.isfinite(pred)) or np.any(np.abs(pred) > 1e150):
+        return float("nan"), float("nan")
+    return float(r2_score(y, pred)), float(mean_squared_error(y, pred))
+
+
+def _evaluate_candidates(raw_candidates: Sequence[Candidate], builder: _CandidateBuilder) -> list[CandidateResult]:
+    """Steps 4–5: every backend candidate simplified in standardised space (with ``simplify=True``), projected,
+    folded and scored, once per distinct expression, in the backend's order, with the Pareto front marked;
+    RuntimeError when no candidate is finite on the data."""
+    candidates: list[CandidateResult] = []
+    seen = set()
+    for cand in raw_candidates:
+        node_std = cand.node
+        if builder.simplify:
+            node_std = _simplify(node_std, distribute=True, drop_tolerance=1e-12)
+        node_std = builder.project(node_std)
+        key = to_infix(node_std)
+        if key in seen:
+            continue
+        seen.add(key)
+        candidates.append(builder.candidate(node_std, cand.origin))
+    candidates = _mark_pareto(candidates)
+    if not any(c.pareto for c in candidates):
+        raise RuntimeError("no candidate rule is finite on the data; try another seed or a larger budget")
+    return candidates
+
+
+def _mark_pareto(candidates: Sequence[CandidateResult]) -> list[CandidateResult]:
+    """The candidates, each with ``pareto`` set when it is on the complexity–test-R² Pareto front."""
+    idx = set(pareto_indices([c.complexity for c in candidates], [c.r2_test for c in candidates]))
+    return [dataclasses.replace(c, pareto=i in idx) for i, c in enumerate(candidates)]
+
+
+class _InvariantChecks:
+    """:func:`~tf_symbolic_l2o.invariants.check_invariants` of candidate rules by index, each run at most once."""
+
+    def __init__(self):
+        self.reports: dict[int, InvariantReport] = {}
+
+    def report(self, candidates: Sequence[CandidateResult], i: int) -> InvariantReport:
+        if i not in self.reports:
+            self.reports[i] = check_invariants(candidates[i].rule)
+        return self.reports[i]
+
+    def passes(self, candidates: Sequence[CandidateResult], i: int) -> bool:
+        return self.report(candidates, i).passed
+
+
+def _select(candidates: Sequence[CandidateResult], tolerance: float, checks: _InvariantChecks | None = None,
+            max_checks: int = 12) -> int:
+    """Step 6 (and 8): index of the simplest Pareto candidate within ``tolerance`` test R² of the best (ties:
+    higher R²).
+
+    With ``checks``, only candidates that pass the invariant checks qualify: the Pareto front is searched in that
+    order first, then every finite candidate by test R² (at most ``max_checks`` candidates are checked);
+    :class:`UnsoundRuleError` if none qualifies.
+    """
+    front = [i for i, c in enumerate(candidates) if c.pareto]
+    best = max(candidates[i].r2_test for i in front)
+    ok = sorted((i for i in front if candidates[i].r2_test >= best - tolerance),
+                key=lambda i: (candidates[i].complexity, -candidates[i].r2_test, i))
+    if checks is None:
+        return ok[0]
+    rest = sorted((i for i, c in enumerate(candidates) if i not in ok and math.isfinite(c.r2_test)),
+                  key=lambda i: (-candidates[i].r2_test, candidates[i].complexity, i))
+    for i in (ok + rest)[:max_checks]:
+        if checks.passes(candidates, i):
+            return i
+    raise UnsoundRuleError(f"none of the {min(len(ok) + len(rest), max_checks)} best candidate rules passes the "
+                           f"invariant checks (rest, sign symmetry, descent); distill with a larger budget or "
+                           f"another seed, or pass --unconstrained to write an unchecked rule")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refit:
+    """What the refit of step 7 leaves for the result: the MSE history, the chosen candidate before it, and its
+    entry of the rule's metadata."""
+
+    history: list
+    before: CandidateResult
+    metadata: dict
+
+
+def _refit_chosen(candidates: list[CandidateResult], ci: int, builder: _CandidateBuilder, Xs_fit: np.ndarray,
+                  ys_fit: np.ndarray, opts: _Options,
+                  checks: _InvariantChecks | None) -> tuple[list[CandidateResult], int, _Refit]:
+    """Step 7: refit the constants of the chosen candidate's backend expression on the standardised fitting rows
+    and project again. When that changes the expression, the refitted candidate is appended (Pareto front marked
+    again) and chosen, provided it passes ``checks``. Returns the candidates, the chosen index and the refit."""
+    before = candidates[ci]
+    inner = builder.inner_of.get(before.standardized, before.standardized)
+    info = builder.info
+    std_rule = Rule(inner, features=info["features"], memlen=info["memlen"], output_scale=info["output_scale"])
+    refitted, history = _refit(std_rule, Xs_fit, ys_fit, **dict(opts.refit_options or {}))
+    node = builder.project(refitted.expression)
+    if node != before.standardized:  # unchanged (no constants, no progress): keep it
+        candidates = _mark_pareto([*candidates, builder.candidate(node, "refit")])
+        if checks is None or checks.passes(candidates, len(candidates) - 1):
+            ci = len(candidates) - 1
+    metadata = {**refitted.metadata.get("refit", {}), "mse_space": "standardised y",
+                "before": before.metrics(), "after": candidates[ci].metrics()}
+    return candidates, ci, _Refit(history, before, metadata)
+
+
+def _dataset_info(manifest: Mapping, dataset_path, n_rows: int) -> dict:
+    """:attr:`DistillResult.dataset`: the path, SHA-256, source, task and columns of the dataset and its rows."""
+    source = manifest.get("source") if isinstance(manifest.get("source"), Mapping) else {}
+    return {"path": None if dataset_path is None else str(dataset_path), "sha256": manifest.get("sha256"),
+            "source_kind": source.get("kind"), "source": dict(source), "task": manifest.get("task"),
+            "columns": list(manifest.get("columns", [])), "rows": int(n_rows)}
+
+
+def _metadata(sr: SRBackend, settings: Mapping, chosen: CandidateResult, dataset: Mapping, timings: Mapping,
+              invariants: InvariantReport, teacher: dict, refit: _Refit | None) -> dict:
+    """The chosen rule's ``metadata``: backend, seed, scores, complexities, split, selection, dataset, time,
+    invariant checks, the teacher's symmetry and the refit (if any)."""
+    metadata = {
+        "source": "distill", "backend": sr.name, "backend_settings": sr.settings(), "seed": settings["seed"],
+        **chosen.metrics(), "complexity_rule": chosen.rule.complexity,
+        "standardized_infix": to_infix(chosen.standardized), "n_train": settings["n_train"],
+        "n_test": settings["n_test"], "test_fraction": settings["test_fraction"],
+        "selection_tolerance": settings["selection_tolerance"],
+        "dataset": {"path": dataset["path"], "sha256": dataset["sha256"], "source_kind": dataset["source_kind"]},
+        "time_s": timings["total_s"], "odd": settings["odd"],
+        "invariants": invariants.to_dict(),
+        "teacher": teacher,
+    }
+    if refit is not None:
+        metadata["refit"] = refit.metadata
+    return metadata
+
+
+def _result(candidates: list[CandidateResult], ci: int, sr: SRBackend, opts: _Options, split: _Split,
+            std: Standardizer, timings: dict, invariants: InvariantReport, refit: _Refit | None, dataset: dict,
+            teacher: dict) -> DistillResult:
+    """The :class:`DistillResult`: the chosen rule with its metadata (also in ``candidates``), the Pareto front by
+    increasing complexity, the settings, timings, dataset and refit."""
+    settings = opts.settings(sr, split, len(candidates))
+    chosen = candidates[ci]
+    rule = chosen.rule.replace(metadata=_metadata(sr, settings, chosen, dataset, timings, invariants, teacher,
+                                                  refit))
+    chosen = dataclasses.replace(chosen, rule=rule)
+    candidates = list(candidates)
+    candidates[ci] = chosen
+    front = sorted((c for c in candidates if c.pareto), key=lambda c: (c.complexity, -c.r2_test))
+    return DistillResult(rule=rule, chosen=chosen, candidates=candidates, pareto=front, standardizer=std,
+                         settings=settings, timings=timings, dataset=dataset,
+                         refit_history=None if refit is None else refit.history,
+                         before_refit=None if refit is None else refit.before)

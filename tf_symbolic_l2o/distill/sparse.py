@@ -68,7 +68,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tf_symbolic_l2o.distill.backends import Candidate, SRBackend, _check_fit_inputs, _subsample
+from tf_symbolic_l2o.distill.base import Candidate, SRBackend, check_fit_inputs, subsample
 from tf_symbolic_l2o.rules import Const, Node, Op, Var, size
 from tf_symbolic_l2o.rules.expression import split_var
 
@@ -403,12 +403,12 @@ class SparseBackend(SRBackend):
             return self._fit(X, y, feature_names, seed)
 
     def _fit(self, X, y, feature_names: Sequence[str], seed: int) -> list[Candidate]:
-        X, y, names = _check_fit_inputs(X, y, feature_names)
+        X, y, names = check_fit_inputs(X, y, feature_names)
         if all(_is_even_column(n) for n in names):
             raise ValueError("the sparse backend builds odd rules and needs at least one odd column (a feature "
                              "other than t and s); add one to the feature set")
         X, y = _drop_mirror_half(X, y, names)
-        X, y = _subsample(X, y, self.max_rows, seed)
+        X, y = subsample(X, y, self.max_rows, seed)
         nodes, Phi = _basis(X, names, self.families)
         if not nodes:
             raise ValueError(f"the basis families {list(self.families)} give no term for the columns {names}; "

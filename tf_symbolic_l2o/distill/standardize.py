@@ -33,7 +33,7 @@ import numpy as np
 from tf_symbolic_l2o.rules import Const, Node, Op, Var, substitute, variables
 from tf_symbolic_l2o.rules.ops import OPS
 
-__all__ = ["Standardizer", "fold_constants"]
+__all__ = ["Standardizer", "check_matrix", "check_vector", "fold_constants"]
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -54,11 +54,13 @@ def _check_array(a, ndim: int, name: str) -> np.ndarray:
     return a
 
 
-def _check_matrix(X, name: str = "X") -> np.ndarray:
+def check_matrix(X, name: str = "X") -> np.ndarray:
+    """``X`` as a finite float64 ``[rows, columns]`` array, or a one-line ValueError."""
     return _check_array(X, 2, name)
 
 
-def _check_vector(y, name: str = "y") -> np.ndarray:
+def check_vector(y, name: str = "y") -> np.ndarray:
+    """``y`` as a finite float64 1-D array, or a one-line ValueError."""
     return _check_array(y, 1, name)
 
 
@@ -81,8 +83,8 @@ class Standardizer:
     @classmethod
     def fit(cls, X, y, feature_names: Sequence[str]) -> "Standardizer":
         """Fit on (X, y). ``ValueError`` on NaN/inf, shape mismatches or a constant target."""
-        X = _check_matrix(X)
-        y = _check_vector(y)
+        X = check_matrix(X)
+        y = check_vector(y)
         names = tuple(feature_names)
         if X.shape[1] != len(names):
             raise ValueError(f"X has {X.shape[1]} column(s) but {len(names)} feature name(s) were given")
@@ -104,13 +106,13 @@ class Standardizer:
     # ------------------------------------------------------------------------------------------- arrays
 
     def transform_X(self, X) -> np.ndarray:
-        X = _check_matrix(X)
+        X = check_matrix(X)
         if X.shape[1] != len(self.feature_names):
             raise ValueError(f"X has {X.shape[1]} column(s), expected {len(self.feature_names)}")
         return (X - self.x_mean) * (1.0 / self.x_std)
 
     def transform_y(self, y) -> np.ndarray:
-        return (_check_vector(y) - self.y_mean) * (1.0 / self.y_std)
+        return (check_vector(y) - self.y_mean) * (1.0 / self.y_std)
 
     def inverse_y(self, y_std_space) -> np.ndarray:
         return self.y_mean + self.y_std * np.asarray(y_std_space, dtype=np.float64)

@@ -172,7 +172,9 @@ class CoordinatewiseLSTM(keras.layers.Layer):
                          for (hp, cp), (hn, cn) in zip(new_pos, new_neg))
         return 0.5 * (pos - neg), feats, (feat_state, new_lstm)
 
-    def update(self, grad, state, step):
+    def update(self, grad, state, step, params=None):
+        """``(output_scale · forward's raw output, new_state)``; ``params`` (θ) is not used."""
+        del params
         out, _, state = self.forward(grad, state, step)
         return self.output_scale * out, state
 

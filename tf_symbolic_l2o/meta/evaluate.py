@@ -8,7 +8,10 @@ Protocol (the paper's, made fair):
 2. Every optimizer — the learned one untuned — then runs ``n_runs`` fresh initialisations on the *evaluation* split;
    run i uses the same initial parameters and the same minibatch sequence for every optimizer.
 3. Reported per optimizer: the loss curve (mean ± std over runs), the final loss (mean of the last 10 % of steps of
-   each run, then mean ± std over runs) and, where the task has one, test accuracy after the last step.
+   each run, then mean ± std over runs) and, where the task has one, test accuracy after the last step (NaN for a
+   run whose parameters are no longer finite).
+
+Runs and the grid search are those of :mod:`tf_symbolic_l2o.harness`.
 
 Outputs (``write_report``): ``curves.csv`` (step, optimizer, mean, std), ``final.csv`` (one row per optimizer and
 run), ``summary.csv`` / ``summary.md`` (the table), ``tuning.csv`` (the grid) and ``loss_curves.png``.
@@ -24,10 +27,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tf_symbolic_l2o.baselines import BASELINES, Baseline
+from tf_symbolic_l2o.baselines import BASELINES
+from tf_symbolic_l2o.functional.registry import make_optimizer
+from tf_symbolic_l2o.harness import Harness, grid_search
 from tf_symbolic_l2o.io import atomic_directory
-from tf_symbolic_l2o.meta.unroll import make_rollout
-from tf_symbolic_l2o.seeds import BATCHES, EVALUATION, INIT, LR_TUNING, step_seed
+from tf_symbolic_l2o.seeds import EVALUATION, LR_TUNING, step_seed
 from tf_symbolic_l2o.tasks.base import Task
 
 DEFAULT_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -71,52 +75,50 @@ class Evaluator:
             raise ValueError(f"steps must be positive, got {steps}")
         self.task, self.steps, self.seed, self.stream = task, int(steps), int(seed), stream
         self.num_coords = task.num_params
-        self._rollouts: dict[int, Any] = {}
+        self._harnesses: dict[int, Harness] = {}
 
-    def _rollout_fn(self, optimizer):
+    def harness(self, optimizer) -> Harness:
+        """The (cached) harness of ``optimizer`` on this evaluator's task."""
         key = id(optimizer)
-        if key not in self._rollouts:
-            self._rollouts[key] = (optimizer, make_rollout(self.task, optimizer, jit_compile=False))
-        return self._rollouts[key][1]
+        if key not in self._harnesses:
+            self._harnesses[key] = Harness(self.task, optimizer)
+        return self._harnesses[key]
 
     def run(self, optimizer, n_runs: int, label: str | None = None, metrics: bool = True) -> RunResult:
-        """``n_runs`` runs of ``optimizer`` (any CoordinateOptimizer)."""
+        """``n_runs`` runs of ``optimizer`` (any CoordinateOptimizer); run i from ``step_seed(seed, stream, i)``."""
         if n_runs <= 0:
             raise ValueError(f"the number of runs must be positive, got {n_runs}")
-        fn = self._rollout_fn(optimizer)
+        harness = self.harness(optimizer)
         losses, accs, tlosses = [], [], []
         for i in range(n_runs):
-            seed = step_seed(self.seed, self.stream, i)
-            theta = self.task.flatten(self.task.init_params(step_seed(seed, INIT)))
-            theta, _, curve = fn(theta, optimizer.init_state(self.num_coords), step_seed(seed, BATCHES),
-                                 tf.ones([self.num_coords]), tf.constant(0), tf.constant(self.steps))
-            losses.append(curve.numpy())
-            ev = self.task.evaluate(self.task.unflatten(theta)) if metrics else {}
-            accs.append(ev.get("test_accuracy", np.nan))
-            tlosses.append(ev.get("test_loss", np.nan))
+            run = harness.run(step_seed(self.seed, self.stream, i), self.steps, test=metrics)
+            losses.append(run.losses)
+            accs.append(run.test.get("test_accuracy", np.nan))
+            tlosses.append(run.test.get("test_loss", np.nan))
         return RunResult(label or getattr(optimizer, "name", "optimizer"), np.stack(losses), np.array(accs),
                          np.array(tlosses))
 
 
 def tune_learning_rate(task: Task, kind: str, steps: int, grid: Sequence[float] = DEFAULT_LR_GRID,
                        runs: int = 2, seed: int = 0) -> tuple[float, pd.DataFrame]:
-    """Pick the grid learning rate of baseline ``kind`` with the lowest mean final loss on ``task``."""
+    """Pick the grid learning rate of baseline ``kind`` with the lowest mean final loss on ``task`` (ties: the
+    first grid point); raises ``ValueError`` when every grid point diverged. Returns it and the grid's table."""
     if not grid:
         raise ValueError("the learning-rate grid is empty")
     lr_var = tf.Variable(float(grid[0]), trainable=False, dtype=tf.float32)
-    opt = Baseline(kind, lr_var)
+    opt = make_optimizer(kind, lr_var)
     ev = Evaluator(task, steps, seed, stream=LR_TUNING)
     rows = []
-    for lr in grid:
-        lr_var.assign(float(lr))
-        res = ev.run(opt, runs, metrics=False)
-        rows.append({"optimizer": kind, "learning_rate": float(lr), "mean_final_loss": float(np.mean(res.finals))})
-    table = pd.DataFrame(rows)
-    finite = table[np.isfinite(table["mean_final_loss"])]
-    if finite.empty:
-        raise ValueError(f"every learning rate of the grid diverged for {kind}; pass a grid with smaller values")
-    best = float(finite.loc[finite["mean_final_loss"].idxmin(), "learning_rate"])
-    return best, table
+
+    def score(lr: float) -> float:
+        lr_var.assign(lr)
+        mean_final = float(np.mean(ev.run(opt, runs, metrics=False).finals))
+        rows.append({"optimizer": kind, "learning_rate": lr, "mean_final_loss": mean_final})
+        return mean_final
+
+    search = grid_search(grid, score, if_all_diverged="raise",
+                         error=f"every learning rate of the grid diverged for {kind}; pass a grid with smaller values")
+    return search.learning_rate, pd.DataFrame(rows)
 
 
 def evaluate_optimizers(learned: dict[str, Any], tune_task: Task, eval_task: Task, steps: int, n_runs: int = 5,
@@ -136,7 +138,7 @@ def evaluate_optimizers(learned: dict[str, Any], tune_task: Task, eval_task: Tas
         lr, table = tune_learning_rate(tune_task, kind, steps, lr_grid, tune_runs, seed)
         tuning.append(table)
         log(f"{kind}: tuned learning rate {lr:g}")
-        res = evaluator.run(Baseline(kind, lr), n_runs, f"{kind}(lr={lr:g})")
+        res = evaluator.run(make_optimizer(kind, lr), n_runs, f"{kind}(lr={lr:g})")
         res.learning_rate = lr
         results.append(res)
     return results, (pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame())

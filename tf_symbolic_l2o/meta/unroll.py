@@ -3,7 +3,7 @@
 One truncated window of ``U`` steps starting from a (detached) optimizee state θ₀ is
 
     for k = 0 … U:   ℓ_k = f(θ_k ⊙ r; batch_k),   g_k = stop_gradient(∇ℓ_k)
-                     θ_{k+1} = θ_k + Δ_k,          (Δ_k, state) = optimizer.update(g_k, state, t_k)
+                     θ_{k+1} = θ_k + Δ_k,          (Δ_k, state) = optimizer.update(g_k, state, t_k, params=θ_k)
     meta-loss  = Σ_{k=0..U} ℓ_k        (the TF code's Σ f(θ_t), including the loss after the last update)
 
 ``r`` is the per-coordinate random scaling (ones when disabled). Gradients of the optimizee are detached
@@ -34,18 +34,24 @@ from tf_symbolic_l2o.seeds import step_seed
 from tf_symbolic_l2o.tasks.base import Task
 
 
+_JIT_WORDS = {"auto": "auto", "true": True, "1": True, "yes": True, "on": True, "xla": True,
+              "false": False, "0": False, "no": False, "off": False, "graph": False}
+
+
+def parse_jit_compile(value: Any) -> str | bool:
+    """``"auto"`` or a boolean, from ``None``/``"auto"``, a bool, or a word: true/false, 1/0, yes/no, on/off,
+    xla/graph (any case). The one parser of the ``jit_compile`` setting (configs, the CLI, the benchmarks)."""
+    if value is None or isinstance(value, bool):
+        return "auto" if value is None else value
+    if isinstance(value, str) and value.strip().lower() in _JIT_WORDS:
+        return _JIT_WORDS[value.strip().lower()]
+    raise ValueError(f"jit_compile takes auto, true or false, got {value!r}")
+
+
 def resolve_jit_compile(jit_compile: Any) -> bool:
     """``"auto"`` means XLA on GPU only: on CPU plain graph mode is used (see benchmarks/README.md)."""
-    if jit_compile == "auto" or jit_compile is None:
-        return bool(tf.config.list_physical_devices("GPU"))
-    if isinstance(jit_compile, str):
-        low = jit_compile.lower()
-        if low in ("true", "1", "yes", "xla"):
-            return True
-        if low in ("false", "0", "no", "graph"):
-            return False
-        raise ValueError(f"jit_compile must be 'auto', true or false, got {jit_compile!r}")
-    return bool(jit_compile)
+    value = parse_jit_compile(jit_compile)
+    return bool(tf.config.list_physical_devices("GPU")) if value == "auto" else value
 
 
 def loss_and_grad(task: Task, theta: tf.Tensor, scale: tf.Tensor, batch, reduce=None, detach: bool = True):
@@ -191,7 +197,7 @@ class Unroller:
                 total += loss
                 if k == self.unroll:
                     break
-                delta, state = self.l2o.update(grad, state, step0 + k + 1)
+                delta, state = self.l2o.update(grad, state, step0 + k + 1, params=theta)
                 theta = theta + delta
         norm = self._apply_meta_gradient(total if self.second_order else surrogate, tape)
         losses = self.replicas.mean(tf.stack([total / (self.unroll + 1), loss]))
@@ -231,8 +237,8 @@ class Unroller:
             for k in range(self.unroll):
                 with tape.stop_recording():
                     loss, grad = self._observe(theta, scale, seed, step0 + k)
-                target, teacher_state = self.teacher.update(grad, teacher_state, step0 + k + 1)
-                delta, state = self.l2o.update(grad, state, step0 + k + 1)
+                target, teacher_state = self.teacher.update(grad, teacher_state, step0 + k + 1, params=theta)
+                delta, state = self.l2o.update(grad, state, step0 + k + 1, params=theta)
                 total += 0.5 * tf.reduce_mean(tf.square(delta - target)) / (self.l2o.output_scale ** 2)
                 theta = theta + target
         norm = self._apply_meta_gradient(total, tape)
@@ -244,8 +250,9 @@ def make_rollout(task: Task, optimizer, jit_compile: Any = False):
     """A compiled ``rollout(theta, state, seed, scale, start_step, num_steps) -> (theta, state, losses)``.
 
     Runs ``num_steps`` optimization steps (fresh minibatch each) with any
-    :class:`~tf_symbolic_l2o.learned.base.CoordinateOptimizer`; ``losses[k]`` is the minibatch loss at θ_k,
-    before step k's update. No meta-gradient is taken.
+    :class:`~tf_symbolic_l2o.functional.base.CoordinateOptimizer` (``update`` gets θ as ``params``);
+    ``losses[k]`` is the minibatch loss at θ_k, before step k's update. No meta-gradient is taken.
+    :class:`~tf_symbolic_l2o.harness.Harness` runs it from a run seed.
     """
 
     def rollout(theta, state, seed, scale, start_step, num_steps):
@@ -253,7 +260,7 @@ def make_rollout(task: Task, optimizer, jit_compile: Any = False):
         for k in tf.range(num_steps):
             batch = task.sample_batch(step_seed(seed, start_step + k))
             loss, grad = loss_and_grad(task, theta, scale, batch)
-            delta, state = optimizer.update(grad, state, start_step + k + 1)
+            delta, state = optimizer.update(grad, state, start_step + k + 1, params=theta)
             theta = theta + delta
             losses = losses.write(k, loss)
         return theta, state, losses.stack()

@@ -10,8 +10,8 @@
 
 from tf_symbolic_l2o.rules.convert import evaluate_numpy, evaluate_tf, latex_symbol, to_latex, to_sympy
 from tf_symbolic_l2o.rules.expression import (MAX_DEPTH, MAX_NODES, Const, Node, Op, Var, constants, depth,
-                                              from_prefix, parse_infix, size, substitute, to_infix, to_prefix,
-                                              variables, with_constants)
+                                              from_prefix, size, substitute, to_prefix, variables, with_constants)
+from tf_symbolic_l2o.rules.infix import parse_infix, to_infix
 from tf_symbolic_l2o.rules.importers import (from_gplearn, from_pysr_equation, gplearn_function,
                                              gplearn_function_set, load_pysr_hall_of_fame)
 from tf_symbolic_l2o.rules.ops import OPS, OpSpec

@@ -4,7 +4,7 @@
     x_t        = [features_t, features_{t-1}, …, features_{t-memlen+1}]   (zeros before the history fills)
     Δθ_t       = output_scale · f(x_t)
 
-This follows the :class:`~tf_symbolic_l2o.learned.base.CoordinateOptimizer` protocol, so the meta-training engine,
+This follows the :class:`~tf_symbolic_l2o.functional.base.CoordinateOptimizer` protocol, so the meta-training engine,
 the evaluator and the recorder drive a rule exactly as they drive an LSTM.
 """
 
@@ -72,6 +72,8 @@ class RuleOptimizer:
         x, feats, state = self.inputs(grad, state, step)
         return self.raw(x), feats, state
 
-    def update(self, grad, state, step):
+    def update(self, grad, state, step, params=None):
+        """``(output_scale · f(x), new_state)``; ``params`` (θ) is not used."""
+        del params
         raw, _, state = self.forward(grad, state, step)
         return self.output_scale * raw, state

@@ -33,8 +33,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tf_symbolic_l2o.rules.expression import Const, Node, Op, Var, check_var_name, parse_infix
-from tf_symbolic_l2o.rules.ops import ALLOWED, OPS, _short
+from tf_symbolic_l2o.rules.expression import Const, Node, Op, Var, check_var_name
+from tf_symbolic_l2o.rules.infix import parse_infix
+from tf_symbolic_l2o.rules.ops import ALLOWED, OPS, short
 
 GPLEARN_BUILTINS = ("add", "sub", "mul", "div", "sqrt", "log", "abs", "neg", "inv", "max", "min", "sin", "cos",
                     "tan")
@@ -87,9 +88,9 @@ def from_gplearn(program: Any, feature_names: Sequence[str]) -> Node:
     def function(item):
         name, arity = getattr(item, "name", None), getattr(item, "arity", None)
         if not isinstance(name, str) or not isinstance(arity, int):
-            raise ValueError(f"invalid gplearn program element {_short(item)}")
+            raise ValueError(f"invalid gplearn program element {short(item)}")
         if name not in OPS:
-            raise ValueError(f"gplearn function {_short(name)} has no counterpart; allowed: {ALLOWED}")
+            raise ValueError(f"gplearn function {short(name)} has no counterpart; allowed: {ALLOWED}")
         if OPS[name].arity != arity:
             raise ValueError(f"gplearn function {name!r} has arity {arity}, operator {name!r} has "
                              f"{OPS[name].arity}")
@@ -127,7 +128,7 @@ def gplearn_function(name: str, wrap: bool = False):
     if name in GPLEARN_BUILTINS:
         return name
     if name not in OPS:
-        raise ValueError(f"unknown operator {_short(name)}; allowed: {ALLOWED}")
+        raise ValueError(f"unknown operator {short(name)}; allowed: {ALLOWED}")
     from gplearn.functions import make_function
 
     spec = OPS[name]
@@ -169,7 +170,7 @@ def from_pysr_equation(text: str, variable_map: Mapping[str, str] | None = None)
     vm = dict(variable_map or {})
     for k, v in vm.items():
         if not isinstance(k, str):
-            raise ValueError(f"variable_map keys must be strings, got {_short(k)}")
+            raise ValueError(f"variable_map keys must be strings, got {short(k)}")
         check_var_name(v)
     rename = (lambda name: vm.get(name, name)) if vm else None
     return parse_infix(text, functions=PYSR_FUNCTIONS, rename=rename, power=real_power)

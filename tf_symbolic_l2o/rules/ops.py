@@ -371,11 +371,11 @@ def get_op(name: str) -> OpSpec:
     """Return the operator ``name`` or raise a one-line ``ValueError`` listing the allowed ones."""
     spec = OPS.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise ValueError(f"unknown operator {_short(name)}; allowed: {ALLOWED}")
+        raise ValueError(f"unknown operator {short(name)}; allowed: {ALLOWED}")
     return spec
 
 
-def _short(obj, limit: int = 60) -> str:
+def short(obj, limit: int = 60) -> str:
     """``repr`` of ``obj``, truncated so hostile inputs cannot flood an error message."""
     text = repr(obj)
     return text if len(text) <= limit else text[: limit - 3] + "..."

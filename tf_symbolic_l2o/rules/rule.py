@@ -44,8 +44,9 @@ from tf_symbolic_l2o.features import FeatureSet
 from tf_symbolic_l2o.io import atomic_write_json, read_json
 from tf_symbolic_l2o.rules import convert
 from tf_symbolic_l2o.rules.expression import (Const, Node, Op, Var, constants, from_prefix, size, split_var,
-                                              to_infix, to_prefix, variables, with_constants)
-from tf_symbolic_l2o.rules.ops import _short
+                                              to_prefix, variables, with_constants)
+from tf_symbolic_l2o.rules.infix import to_infix
+from tf_symbolic_l2o.rules.ops import short
 
 FORMAT = "tfl2o-rule/1"
 """The ``format`` value of rule files this version reads and writes."""
@@ -58,7 +59,7 @@ _FEATURE_KEYS = {"names", "beta1", "beta2", "eps"}
 
 def _real(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{what} must be a number, got {_short(value)}")
+        raise ValueError(f"{what} must be a number, got {short(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{what} must be finite, got {value}")
@@ -90,7 +91,7 @@ def _normalize_features(features) -> dict:
         names = features["names"]
         if not (isinstance(names, str) or (isinstance(names, (list, tuple))
                                            and all(isinstance(n, str) for n in names))):
-            raise ValueError(f"features.names must be a string like 'mt+gt' or a list of names, got {_short(names)}")
+            raise ValueError(f"features.names must be a string like 'mt+gt' or a list of names, got {short(names)}")
         kwargs = {k: _real(features[k], f"features.{k}") for k in ("beta1", "beta2", "eps") if k in features}
         fs = FeatureSet(names, **kwargs)
     else:
@@ -125,7 +126,7 @@ class Rule:
         feats = _normalize_features(self.features)
         memlen = self.memlen
         if isinstance(memlen, bool) or not isinstance(memlen, (int, np.integer)):
-            raise ValueError(f"memlen must be an integer, got {_short(memlen)}")
+            raise ValueError(f"memlen must be an integer, got {short(memlen)}")
         memlen = int(memlen)
         if not 1 <= memlen <= MAX_MEMLEN:
             raise ValueError(f"memlen must be in [1, {MAX_MEMLEN}], got {memlen}")
@@ -239,13 +240,13 @@ class Rule:
         keys = set(d)
         unknown = keys - _REQUIRED_KEYS - _OPTIONAL_KEYS
         if unknown:
-            raise ValueError(f"unknown key(s) {sorted(_short(k) for k in unknown)} in rule; allowed: "
+            raise ValueError(f"unknown key(s) {sorted(short(k) for k in unknown)} in rule; allowed: "
                              f"{sorted(_REQUIRED_KEYS | _OPTIONAL_KEYS)}")
         missing = _REQUIRED_KEYS - keys
         if missing:
             raise ValueError(f"rule is missing key(s) {sorted(missing)}")
         if d["format"] != FORMAT:
-            raise ValueError(f"unsupported rule format {_short(d['format'])}; expected {FORMAT!r}")
+            raise ValueError(f"unsupported rule format {short(d['format'])}; expected {FORMAT!r}")
         if "infix" in d and not isinstance(d["infix"], str):
             raise ValueError("'infix' must be a string (it is informative only)")
         expression = from_prefix(d["expression"])

@@ -124,11 +124,6 @@ class Task:
         parts = tf.split(flat, [s.size for s in specs])
         return [tf.reshape(p, s.shape) for p, s in zip(parts, specs)]
 
-    def tensor_ids(self) -> tf.Tensor:
-        """For each flattened coordinate, the index of the parameter tensor it belongs to."""
-        specs = self.param_specs()
-        return tf.concat([tf.fill([s.size], i) for i, s in enumerate(specs)], axis=0)
-
 
 class ClassificationTask(Task):
     """A network trained with softmax cross-entropy on minibatches of a dataset split.

@@ -33,6 +33,20 @@ def available_tasks() -> list[str]:
     return list(TASKS)
 
 
+def task_spec(name: str | None = None, default: dict | None = None, **options: Any) -> dict[str, Any] | None:
+    """A task spec from command-line style options: options given as ``None`` are dropped.
+
+    Returns ``None`` when neither ``name`` nor any option is given (the caller's default task is meant).
+    ``default`` (e.g. the meta-tuner's CNN) is the base spec when ``name`` is ``None`` or names the same task;
+    without it the task is ``name`` or ``"mlp"``. Paths (``data_dir``) are stored as strings.
+    """
+    given = {k: (str(v) if k == "data_dir" else v) for k, v in options.items() if v is not None}
+    if name is None and not given:
+        return None
+    base = dict(default) if default is not None and name in (None, default["name"]) else {}
+    return {**base, "name": name or (default or {"name": "mlp"})["name"], **given}
+
+
 def normalize_task_spec(spec: dict | str | None) -> dict[str, Any]:
     """Fill defaults and validate keys; returns a new dict."""
     if spec is None:

@@ -2,7 +2,7 @@
 :mod:`.tuner`: the ``tfl2o tune`` run on the meta-training engine)."""
 
 from tf_symbolic_l2o.tune.tunable import TunableRule, psi_rule, resolve_rule, tied_constants
-from tf_symbolic_l2o.tune.tuner import MetaTuner, TuneConfig, load_tuned_rule
+from tf_symbolic_l2o.tune.tuner import MetaTuner, RuleLearner, TuneConfig, load_tuned_rule, tune_config
 
-__all__ = ["MetaTuner", "TunableRule", "TuneConfig", "load_tuned_rule", "psi_rule", "resolve_rule",
-           "tied_constants"]
+__all__ = ["MetaTuner", "RuleLearner", "TunableRule", "TuneConfig", "load_tuned_rule", "psi_rule", "resolve_rule",
+           "tied_constants", "tune_config"]

@@ -117,7 +117,7 @@ class TunableRule(tf.Module):
     def forward(self, grad, state, step):
         return self._optimizer.forward(grad, state, step)
 
-    def update(self, grad, state, step):
+    def update(self, grad, state, step, params=None):
         return self._optimizer.update(grad, state, step)
 
     def update_and_jacobian(self, grad, state, step):

@@ -2,9 +2,10 @@
 
 Stage 5 of the pipeline: the distilled rule's few constants (or the ψ family's W and γ) are trained by the same
 truncated unrolls that meta-train an LSTM optimizer — fresh optimizee runs of ``epoch_len`` steps cut into windows of
-``unroll`` steps, one meta-update per window — on a CNN or a CIFAR-style ResNet. It reuses
-:class:`~tf_symbolic_l2o.meta.trainer.MetaTrainer` whole (stateless seeds, checkpoints and exact resume, TensorBoard,
-best-validation selection, progress, ``tf.distribute``); only what is trained and what is written differ:
+``unroll`` steps, one meta-update per window — on a CNN or a CIFAR-style ResNet. The
+:class:`~tf_symbolic_l2o.meta.trainer.MetaTrainer` runs it whole (stateless seeds, checkpoints and exact resume,
+TensorBoard, best-validation selection, progress, ``tf.distribute``) with a :class:`RuleLearner`, which says what is
+trained and what is written:
 
 * the trained object is a :class:`~tf_symbolic_l2o.tune.tunable.TunableRule` (a handful of floats; the optimizer
   state is the rule's features, Adam-sized, with no LSTM state);
@@ -23,10 +24,12 @@ from pathlib import Path
 
 import keras
 
-from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
+from tf_symbolic_l2o.meta.config import TrainConfig
+from tf_symbolic_l2o.meta.learner import MetaLearner
+from tf_symbolic_l2o.meta.trainer import MetaTrainer
 from tf_symbolic_l2o.rules.rule import Rule
-from tf_symbolic_l2o.tasks.registry import normalize_task_spec
-from tf_symbolic_l2o.tune.tunable import TunableRule, check_tunable
+from tf_symbolic_l2o.tasks.registry import normalize_task_spec, task_spec
+from tf_symbolic_l2o.tune.tunable import TunableRule, check_tunable, resolve_rule
 
 META_OPTIMIZERS = ("sgd", "adam")
 #: The default optimizee: the paper's small CNN on the offline MNIST subset at 32×32×3.
@@ -82,41 +85,57 @@ class TuneConfig(TrainConfig):
         return Rule.from_dict(self.rule)
 
 
-class MetaTuner(MetaTrainer):
-    """Runs (or resumes) the meta-tuning of a rule into a run directory; arguments as :class:`MetaTrainer`."""
+def tune_config(rule: str | None, task: str | None = None, dataset: str | None = None, data_dir=None,
+                depth: int | None = None, batch_size: int | None = None, init: str | None = None,
+                **options) -> TuneConfig:
+    """A tuning config from command-line style arguments: ``rule`` is resolved (a rule.json, a shipped rule's name,
+    or ``psi[:FEATURES[:LAGS]]``), the task options (``None`` = not given) are merged over
+    :data:`DEFAULT_TUNE_TASK` when the task is the default CNN, and ``options`` are :class:`TuneConfig` fields."""
+    if rule is None:
+        raise ValueError("give the RULE to tune (a rule.json, a shipped rule name or psi), or --resume a run")
+    spec = task_spec(task, DEFAULT_TUNE_TASK, dataset=dataset, data_dir=data_dir, depth=depth, batch_size=batch_size,
+                     init=init)
+    return TuneConfig(rule=resolve_rule(rule).to_dict(), **({"task": spec} if spec else {}), **options)
+
+
+class RuleLearner(MetaLearner):
+    """A rule's constants as what is meta-learned (a :class:`~tf_symbolic_l2o.tune.tunable.TunableRule`); the run's
+    artifact is the tuned ``rule.json``, and every epoch's metrics row carries the constants by name."""
 
     config_class = TuneConfig
-    progress_label = "meta-tune"
+    label = "meta-tune"
     validate_at_start = True
 
-    def _make_l2o(self) -> TunableRule:
-        return TunableRule(self.config.start_rule, name="rule")
+    def build(self, config: TuneConfig) -> TunableRule:
+        return TunableRule(config.start_rule, name="rule")
 
-    def _make_meta_optimizer(self) -> keras.optimizers.Optimizer:
-        cfg = self.config
-        if cfg.meta_optimizer == "adam":
-            return keras.optimizers.Adam(cfg.meta_lr)
-        return keras.optimizers.SGD(cfg.meta_lr, momentum=cfg.meta_momentum)
+    def meta_optimizer(self, config: TuneConfig) -> keras.optimizers.Optimizer:
+        if config.meta_optimizer == "adam":
+            return keras.optimizers.Adam(config.meta_lr)
+        return keras.optimizers.SGD(config.meta_lr, momentum=config.meta_momentum)
 
-    def _train_epoch(self, epoch: int) -> dict:
-        row = super()._train_epoch(epoch)
-        row.update(self.constants())
-        return row
+    def epoch_metrics(self, learned: TunableRule) -> dict[str, float]:
+        return dict(zip(learned.parameter_names, learned.values().tolist()))
 
-    def constants(self) -> dict[str, float]:
-        """The current parameters by name."""
-        return dict(zip(self.l2o.parameter_names, self.l2o.values().tolist()))
+    def describe(self, learned: TunableRule, config: TuneConfig) -> str:
+        return (f"{config.start_rule.infix} ({learned.params.shape[0]} constants; {config.meta_optimizer} lr "
+                f"{config.meta_lr}, {'second' if config.second_order else 'first'}-order meta-gradients)")
 
-    def _export(self, summary: dict) -> None:
-        start = self.config.start_rule
-        tuned = self.l2o.tuned_rule(
+    def export(self, learned: TunableRule, config: TuneConfig, run_dir: Path, summary: dict) -> None:
+        start = config.start_rule
+        tuned = learned.tuned_rule(
             tuned={"from": start.metadata.get("source") or start.infix, "initial_constants": start.constants,
-                   "task": self.config.task, "epochs": self.config.epochs, "epoch_len": self.config.horizons[-1],
-                   "unroll": self.config.unroll, "meta_optimizer": self.config.meta_optimizer,
-                   "meta_lr": self.config.meta_lr, "seed": self.config.seed,
-                   "selected": summary["selected"], "best_val_loss": summary["best_val_loss"]})
-        tuned.save(self.run_dir / "rule.json")
-        summary["constants"] = self.constants()
+                   "task": config.task, "epochs": config.epochs, "epoch_len": config.horizons[-1],
+                   "unroll": config.unroll, "meta_optimizer": config.meta_optimizer, "meta_lr": config.meta_lr,
+                   "seed": config.seed, "selected": summary["selected"], "best_val_loss": summary["best_val_loss"]})
+        tuned.save(Path(run_dir) / "rule.json")
+        summary["constants"] = self.epoch_metrics(learned)
+
+
+def MetaTuner(config: TuneConfig | None, run_dir: str | Path, **kwargs) -> MetaTrainer:  # noqa: N802 - API name
+    """A :class:`~tf_symbolic_l2o.meta.trainer.MetaTrainer` of a rule's constants (a :class:`RuleLearner`): runs
+    or resumes the meta-tuning of a rule into a run directory; keyword arguments as for the MetaTrainer."""
+    return MetaTrainer(config, run_dir, learner=RuleLearner(), **kwargs)
 
 
 def load_tuned_rule(run_dir: str | Path) -> Rule:

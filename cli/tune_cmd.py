@@ -1,0 +1,96 @@
+"""``tfl2o tune``: meta-tune a symbolic rule's constants (or the ψ family) by truncated unrolls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, JitCompileOption, MetaClipNormOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption, UnrollOption, check_positive, drop_none, interruptible, note_ignored, parse_clip, parse_jit, print_run, say)
+
+_TUNE_ARTIFACTS = (
+    ("config.json", "run configuration (with the starting rule)"),
+    ("metrics.csv", "per-epoch metrics and constants"),
+    ("checkpoints", "checkpoints (for --resume)"),
+    ("tensorboard", "TensorBoard logs"),
+    ("rule.json", "the tuned rule"),
+    ("summary.json", "run summary"),
+)
+
+
+def _strategy(kind: str, cpu_replicas: int | None):
+    from tf_symbolic_l2o.distribute import make_strategy, split_cpu
+
+    if cpu_replicas is not None:
+        check_positive(cpu_replicas=cpu_replicas)
+        split_cpu(cpu_replicas)
+    return make_strategy(kind)
+
+
+def tune(
+    rule: Annotated[Optional[str], typer.Argument(
+        help="The rule to tune: a rule.json, a shipped rule (symbolic_rp, symbolic_rp_small, …) or the paper's "
+             "ψ family: psi[:FEATURES[:LAGS]], e.g. psi:mt+gt:1. Not needed with --resume.")] = None,
+    task: Annotated[Optional[str], typer.Option(
+        help="Optimizee: cnn, resnet, mlp or quadratic.", show_default="cnn")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Dataset (see 'tfl2o train --help').", show_default="mnist_subset_32")] = None,
+    data_dir: DataDirOption = None,
+    depth: DepthOption = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="64")] = None,
+    init: InitOption = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Meta-tuning epochs (optimizee runs).", show_default="20")] = None,
+    epoch_len: EpochLenOption = None,
+    unroll: UnrollOption = None,
+    meta_optimizer: Annotated[Optional[str], typer.Option(
+        help="Meta-optimizer: adam, or sgd (momentum 0.9, the paper's).", show_default="adam")] = None,
+    meta_lr: Annotated[Optional[float], typer.Option(
+        help="Meta-optimizer learning rate (the constants are relative to their start: 0.003 ≈ 0.3 % a step).",
+        show_default="0.003")] = None,
+    second_order: Annotated[Optional[bool], typer.Option(
+        "--second-order/--first-order",
+        help="Exact meta-gradients through the optimizee's gradients, or the paper's first-order ones (less "
+             "memory: it does not grow with the optimizee's activations).", show_default="second-order")] = None,
+    meta_clip_norm: MetaClipNormOption = None,
+    seed: RunSeedOption = None,
+    jit_compile: JitCompileOption = None,
+    val_every: Annotated[Optional[int], typer.Option(
+        help="Validate every N epochs (0 = never; then the last constants are kept).", show_default="2")] = None,
+    val_runs: Annotated[Optional[int], typer.Option(help="Optimizee runs per validation.", show_default="4")] = None,
+    strategy: Annotated[str, typer.Option(
+        help="tf.distribute strategy: default (one device), mirrored (all local GPUs, else all logical CPUs), "
+             "multiworker (hosts from TF_CONFIG) or auto.")] = "default",
+    cpu_replicas: Annotated[Optional[int], typer.Option(
+        help="Split the CPU into N logical devices (with --strategy mirrored on a machine without GPUs).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-d", help="Run directory.",
+                                                show_default="runs/tune")] = None,
+    resume: ResumeOption = False,
+    no_progress: NoProgressOption = False,
+) -> None:
+    """Meta-tune a symbolic rule's constants by truncated unrolls on a CNN or ResNet; writes the tuned rule."""
+    from tf_symbolic_l2o.distribute import is_chief, worker_dir
+    from tf_symbolic_l2o.meta.trainer import ignored_on_resume
+    from tf_symbolic_l2o.tune import MetaTuner, tune_config
+
+    options = drop_none({
+        "epochs": epochs, "epoch_len": epoch_len, "unroll": unroll, "meta_optimizer": meta_optimizer,
+        "meta_lr": meta_lr, "second_order": second_order, "seed": seed, "val_every": val_every, "val_runs": val_runs,
+        "jit_compile": None if jit_compile is None else parse_jit(jit_compile)})
+    if meta_clip_norm is not None:
+        options["meta_clip_norm"] = parse_clip(meta_clip_norm)
+    task_options = dict(task=task, dataset=dataset, data_dir=data_dir, depth=depth, batch_size=batch_size, init=init)
+    if resume:
+        note_ignored(ignored_on_resume({**options, **task_options, "RULE": rule}))
+    run_dir, dist = out or Path("runs") / "tune", _strategy(strategy, cpu_replicas)
+    chief = is_chief(dist)
+    with ProgressBar(chief and not no_progress, "meta-tune") as progress:
+        tuner = MetaTuner(None if resume else tune_config(rule, **task_options, **options), worker_dir(run_dir, dist),
+                          resume=resume, progress=progress, log=say if chief else None,
+                          epochs=options.get("epochs") if resume else None, strategy=dist)
+        summary = interruptible(tuner.run, f"tfl2o tune --resume --out {run_dir}")
+    if chief:
+        summary["constants"] = ", ".join(f"{k}={v:.6g}" for k, v in summary.get("constants", {}).items())
+        print_run("meta-tuning", summary, run_dir, _TUNE_ARTIFACTS)
+        say(f"next: tfl2o evaluate {run_dir}   (tuned vs untuned rule vs tuned baselines on held-out runs)")

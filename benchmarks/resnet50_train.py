@@ -147,7 +147,7 @@ def main(argv=None) -> int:
 
     chief = distribute.is_chief(strategy)
     say = print if chief else (lambda *a, **k: None)
-    progress = None if args.quiet or not chief else (lambda m: print("    " + m, flush=True))
+    log = None if args.quiet or not chief else (lambda m: print("    " + m, flush=True))
     try:
         data = image_data(args.dataset, args.data_dir, seed=args.data_seed, val_fraction=args.val_fraction,
                           train_limit=args.train_limit)
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
         try:
             table, best = keras_training.tune_lr(args.model, specs[name], args.grid, epochs=args.tune_epochs,
                                                  batch_size=args.batch_size, seed=args.tune_seed,
-                                                 strategy=strategy, data=data, progress=progress)
+                                                 strategy=strategy, data=data, log=log)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         for name in args.optimizer_list:
             say(f"  training {name} (lr {lrs[name]:g}), seed {seed} ...", flush=True)
             result = keras_training.train(args.model, specs[name], lrs[name], args.epochs, args.batch_size, seed,
-                                          strategy, data, keep_model=False, progress=progress)
+                                          strategy, data, keep_model=False, log=log)
             curves.append(result.history.assign(optimizer=name, seed=seed, learning_rate=lrs[name],
                                                 model=args.model))
             finals.append({**result.final(), "optimizer": name})

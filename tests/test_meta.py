@@ -201,7 +201,14 @@ def test_trainer_errors(tmp_path):
         _cfg(task={"name": "transformer"})
     with pytest.raises(FileNotFoundError):
         MetaTrainer(_cfg(), tmp_path / "missing", resume=True)
-    MetaTrainer(_cfg(epochs=1), tmp_path / "run").run()
+    calls, logs = [], []
+    MetaTrainer(_cfg(epochs=1), tmp_path / "run", progress=lambda *a: calls.append(a), log=logs.append).run()
+    assert len(calls) == 1 and calls[0][:2] == (1, 1) and calls[0][2].startswith("meta-loss ")  # one per epoch
+    assert logs[0].startswith("meta-train rp_s on quadratic")
+    with pytest.warns(DeprecationWarning, match=r"progress=True/False\) is deprecated"):
+        MetaTrainer(_cfg(epochs=1), tmp_path / "run2", progress=False)
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        MetaTrainer(_cfg(epochs=1), tmp_path / "run3", progress="yes")
     with pytest.raises(FileExistsError):
         MetaTrainer(_cfg(), tmp_path / "run")
     for f in (tmp_path / "run" / "checkpoints").glob("ckpt-*.data*"):

@@ -193,7 +193,7 @@ def _is_multi_worker(strategy) -> bool:
 def train(model_name: str, optimizer_spec: str, lr: float | None = None, epochs: int = 1, batch_size: int = 64,
           seed: int = 0, strategy: tf.distribute.Strategy | None = None, data: ImageData | None = None, *,
           evaluate_test: bool = True, loop: str = "auto", keep_model: bool = True,
-          progress=None) -> TrainResult:
+          log=None) -> TrainResult:
     """Train a fresh ``model_name`` with ``optimizer_spec`` for ``epochs`` epochs (see the module docstring).
 
     Args:
@@ -209,7 +209,7 @@ def train(model_name: str, optimizer_spec: str, lr: float | None = None, epochs:
         loop: ``"fit"`` (``model.fit``), ``"custom"`` (``strategy.run`` loop) or ``"auto"`` (custom under
             ``MultiWorkerMirroredStrategy``, ``fit`` otherwise).
         keep_model: keep the trained model in the result (``False`` frees it at once).
-        progress: optional callable given a one-line message after every epoch.
+        log: optional callable given a one-line message after every epoch.
 
     Raises:
         ValueError: unknown model or optimizer, non-positive epochs / batch size / learning rate, a batch size that
@@ -268,9 +268,9 @@ def train(model_name: str, optimizer_spec: str, lr: float | None = None, epochs:
                      "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
                      "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds,
                      "eval_seconds": time.perf_counter() - t0})
-        if progress is not None:
+        if log is not None:
             r = rows[-1]
-            progress(f"{model_name} {optimizer_spec} lr={lr:g} seed={seed} epoch {epoch}/{epochs}: train loss "
+            log(f"{model_name} {optimizer_spec} lr={lr:g} seed={seed} epoch {epoch}/{epochs}: train loss "
                      f"{train_loss:.4f}, val acc {val_acc:.4f}"
                      + (f", test acc {test_acc:.4f}" if evaluate_test else "") + f" ({r['seconds']:.1f} s)")
     history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
@@ -354,7 +354,7 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = _EVAL_BATCH,
 
 def tune_lr(model_name: str, optimizer_spec: str, grid, epochs: int = 1, batch_size: int = 64, seed: int = 0,
             strategy: tf.distribute.Strategy | None = None, data: ImageData | None = None,
-            metric: str = "val_loss", progress=None) -> tuple[pd.DataFrame, float]:
+            metric: str = "val_loss", log=None) -> tuple[pd.DataFrame, float]:
     """Pick the learning rate from ``grid`` by a short run (``epochs``) for each, on the validation part.
 
     Every run starts from the same initial weights (``seed``); the test part is not evaluated. The best learning
@@ -383,7 +383,7 @@ def tune_lr(model_name: str, optimizer_spec: str, grid, epochs: int = 1, batch_s
 
     def score(lr: float) -> float:
         result = train(model_name, optimizer_spec, lr, epochs, batch_size, seed, strategy, data,
-                       evaluate_test=False, keep_model=False, progress=progress)
+                       evaluate_test=False, keep_model=False, log=log)
         last = result.history.iloc[-1]
         finite = bool(np.isfinite([last["val_loss"], last["val_accuracy"], last["train_loss"]]).all())
         rows.append({"lr": lr, "val_loss": float(last["val_loss"]), "val_accuracy": float(last["val_accuracy"]),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -70,9 +71,12 @@ class MetaTrainer:
         self.learner = learner or LSTMLearner()
         self.run_dir = Path(run_dir)
         self.resume = resume
+        if isinstance(progress, bool):  # the pre-0.2 flag: True drew a rich bar inside the library
+            warnings.warn("MetaTrainer(progress=True/False) is deprecated; pass a callback progress(done, total, "
+                          "info) or None (True now prints one line per epoch)", DeprecationWarning, stacklevel=2)
+            progress = _print_progress if progress else None
         if progress is not None and not callable(progress):
-            raise TypeError("progress must be a callable progress(done, total, info) or None (the command line "
-                            "draws its progress bar through it)")
+            raise TypeError(f"progress must be a callable progress(done, total, info) or None, got {progress!r}")
         self.progress = progress or (lambda done, total, info: None)
         self.stop_after_epoch = stop_after_epoch
         self.log = log or (lambda msg: None)
@@ -286,6 +290,10 @@ def _epoch_info(row: dict) -> str:
     """The short text a progress display shows after an epoch."""
     info = f"meta-loss {row['meta_loss']:.3f}  final {row['final_loss']:.3f}"
     return info + (f"  val {row['val_loss']:.3f}" if not math.isnan(row["val_loss"]) else "")
+
+
+def _print_progress(done: int, total: int, info: str) -> None:
+    print(f"epoch {done}/{total}  {info}", flush=True)
 
 
 def ignored_on_resume(options: dict, kept: tuple[str, ...] = ("epochs",)) -> list[str]:

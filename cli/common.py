@@ -34,6 +34,11 @@ err_console = Console(stderr=True)
 # Options that several commands share, word for word (typer reads the help and defaults from these).
 DataDirOption = Annotated[Optional[Path], typer.Option(help="TFDS data directory (prepared datasets).")]
 DepthOption = Annotated[Optional[int], typer.Option(help="ResNet depth (8/20/32/44/56 or 18).")]
+ModelOption = Annotated[Optional[str], typer.Option(
+    help="Any Keras model as the optimizee: a .keras file or a keras.applications name (resnet50, mobilenetv2, …); "
+         "implies --task keras.")]
+InputShapeOption = Annotated[Optional[str], typer.Option(
+    help="Input shape of a --model that is not built, e.g. '32,32,3'.")]
 InitOption = Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")]
 EpochLenOption = Annotated[Optional[int], typer.Option(
     help="Steps per epoch (training horizon).", show_default="200")]
@@ -132,6 +137,11 @@ def number_list(text: str, option: str, kind=float) -> list:
     if not values:
         raise ValueError(f"{option} needs at least one value")
     return values
+
+
+def int_list(text: str | None, option: str) -> list[int] | None:
+    """``"32,32,3"`` → ``[32, 32, 3]``; ``None`` (not given) stays ``None``."""
+    return None if text is None else number_list(text, option, int)
 
 
 def check_positive(**values: int | None) -> None:

@@ -9,7 +9,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, JitCompileOption, MetaClipNormOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption, UnrollOption, check_positive, console, drop_none, fmt, interruptible, note_ignored, number_list, parse_clip, parse_jit, print_run, say, split_list)
+from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, InputShapeOption, JitCompileOption,
+                        MetaClipNormOption, ModelOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption,
+                        UnrollOption, check_positive, console, drop_none, fmt, int_list, interruptible, note_ignored,
+                        number_list, parse_clip, parse_jit, print_run, say, split_list)
 
 _TRAIN_ARTIFACTS = (
     ("config.json", "run configuration"),
@@ -33,6 +36,8 @@ def train(
     hidden: Annotated[Optional[str], typer.Option(help="MLP hidden widths, e.g. '30,20'.")] = None,
     activation: Annotated[Optional[str], typer.Option(help="MLP activation, e.g. relu, sigmoid, tanh.")] = None,
     depth: DepthOption = None,
+    model: ModelOption = None,
+    input_shape: InputShapeOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="128")] = None,
     init: InitOption = None,
     features: Annotated[Optional[str], typer.Option(
@@ -69,17 +74,17 @@ def train(
     from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig, ignored_on_resume
     from tf_symbolic_l2o.tasks.registry import task_spec
 
-    widths = None if hidden is None else number_list(hidden, "--hidden", int)
     options = drop_none({
         "optimizer": optimizer, "epochs": epochs, "epoch_len": epoch_len, "unroll": unroll, "meta_lr": meta_lr,
         "seed": seed, "imitation_prob": imitation_prob, "random_scale": random_scale, "val_runs": val_runs,
         "checkpoint_every": checkpoint_every, "val_every": val_every,
-        "curriculum": None if curriculum is None else number_list(curriculum, "--curriculum", int),
+        "curriculum": int_list(curriculum, "--curriculum"),
         "jit_compile": None if jit_compile is None else parse_jit(jit_compile),
         "init_from": None if init_from is None else str(init_from.resolve()),
         "l2o": None if features is None else {"features": features},
-        "task": task_spec(task, dataset=dataset, data_dir=data_dir, hidden=widths, activation=activation, depth=depth,
-                          batch_size=batch_size, init=init)})
+        "task": task_spec(task, dataset=dataset, data_dir=data_dir, hidden=int_list(hidden, "--hidden"), depth=depth,
+                          activation=activation, batch_size=batch_size, init=init, model=model,
+                          input_shape=int_list(input_shape, "--input-shape"))})
     if meta_clip_norm is not None:
         options["meta_clip_norm"] = parse_clip(meta_clip_norm)
     run_dir = out or Path("runs") / (optimizer or TrainConfig.optimizer)

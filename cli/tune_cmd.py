@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, JitCompileOption, MetaClipNormOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption, UnrollOption, check_positive, drop_none, interruptible, note_ignored, parse_clip, parse_jit, print_run, say)
+from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, InputShapeOption, JitCompileOption,
+                        MetaClipNormOption, ModelOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption,
+                        UnrollOption, check_positive, drop_none, interruptible, note_ignored, int_list, parse_clip,
+                        parse_jit, print_run, say)
 
 _TUNE_ARTIFACTS = (
     ("config.json", "run configuration (with the starting rule)"),
@@ -38,6 +41,8 @@ def tune(
         help="Dataset (see 'tfl2o train --help').", show_default="mnist_subset_32")] = None,
     data_dir: DataDirOption = None,
     depth: DepthOption = None,
+    model: ModelOption = None,
+    input_shape: InputShapeOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="64")] = None,
     init: InitOption = None,
     epochs: Annotated[Optional[int], typer.Option(
@@ -80,11 +85,12 @@ def tune(
         "jit_compile": None if jit_compile is None else parse_jit(jit_compile)})
     if meta_clip_norm is not None:
         options["meta_clip_norm"] = parse_clip(meta_clip_norm)
-    task_options = dict(task=task, dataset=dataset, data_dir=data_dir, depth=depth, batch_size=batch_size, init=init)
+    task_options = dict(task=task, dataset=dataset, data_dir=data_dir, depth=depth, batch_size=batch_size, init=init,
+                        model=model, input_shape=int_list(input_shape, "--input-shape"))
     if resume:
         note_ignored(ignored_on_resume({**options, **task_options, "RULE": rule}))
     run_dir, dist = out or Path("runs") / "tune", _strategy(strategy, cpu_replicas)
-    chief = is_chief(dist)
+    chief = is_chief(dist)  # under multiworker, only the chief prints
     with ProgressBar(chief and not no_progress, "meta-tune") as progress:
         tuner = MetaTuner(None if resume else tune_config(rule, **task_options, **options), worker_dir(run_dir, dist),
                           resume=resume, progress=progress, log=say if chief else None,

@@ -385,3 +385,25 @@ def test_record_then_distill_sgd_teacher(tmp_path):
     (tmp_path / "d" / "rule.json").write_text((tmp_path / "d" / "rule.json").read_text().replace('"g_0"', '"os.system"'))
     with pytest.raises(ValueError):
         Rule.load(tmp_path / "d" / "rule.json")
+
+
+def test_train_on_a_keras_model_file(tmp_path):
+    """``--model`` makes any Keras model the optimizee (task ``keras``); bad models are one-line errors."""
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(10)])
+    model.save(tmp_path / "mlp.keras")
+    run_dir = tmp_path / "run"
+    tiny = ["--dataset", "digits", "--epochs", "1", "--epoch-len", "10", "--unroll", "5", "--val-every", "0",
+            "--batch-size", "32", "--no-progress"]
+    result = invoke("train", "--optimizer", "rp_s", "--model", tmp_path / "mlp.keras", *tiny, "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["task"]["name"] == "keras" and config["task"]["model"] == str(tmp_path / "mlp.keras")
+    assert np.isfinite(pd.read_csv(run_dir / "metrics.csv")["meta_loss"]).all()
+    assert "610 optimizee parameters" in result.output  # 64·8 + 8 + 8·10 + 10
+    assert_one_line_error(invoke("train", "--model", "resnet51", *tiny, "--out", tmp_path / "x"), "resnet51")
+    (tmp_path / "not.keras").write_text("not a model")
+    assert_one_line_error(invoke("train", "--model", tmp_path / "not.keras", *tiny, "--out", tmp_path / "x"),
+                          "not.keras")
+    assert not (tmp_path / "x").exists()

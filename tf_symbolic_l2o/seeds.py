@@ -14,6 +14,8 @@ name               value  draws
 ``EVALUATION``     7      evaluation run ``i``: ``step_seed(seed, EVALUATION, i)``
 ``LR_TUNING``      8      learning-rate search run ``i``: ``step_seed(seed, LR_TUNING, i)``
 ``RECORDING``      11     behaviour-recording run ``i``: ``step_seed(seed, RECORDING, i)``
+``STATISTICS``     13     batch ``i`` of the BatchNorm statistics a Keras-model task recomputes to evaluate θ:
+                          ``step_seed(STATISTICS, i)`` (no user seed: evaluation is a function of θ alone)
 =================  =====  ==========================================================================================
 
 Sub-streams within one optimizee run (the counter after a run's seed):
@@ -32,7 +34,7 @@ from typing import Any
 
 import tensorflow as tf
 
-TRAINING, VALIDATION, EVALUATION, LR_TUNING, RECORDING = 1, 2, 7, 8, 11
+TRAINING, VALIDATION, EVALUATION, LR_TUNING, RECORDING, STATISTICS = 1, 2, 7, 8, 11, 13
 INIT, BATCHES, SCALE, COIN = 0, 1, 2, 3
 
 

@@ -7,7 +7,13 @@ name           optimizee                                                        
 ``cnn``        the paper's small CNN (conv 6, conv 12, dense)                          ``mnist_subset_32``
 ``resnet``     CIFAR-style ResNet (``depth`` 8/20/32/44/56 or 18)                       ``mnist_subset_32``
 ``quadratic``  random quadratic ‖Wθ − y‖²                                               — (generated)
+``keras``      any Keras 3 model (:mod:`.keras_task`): ``model`` is a ``.keras`` file  ``mnist_subset_32``
+               or a ``keras.applications`` name (``resnet50``, ``mobilenetv2``, …),
+               built for the dataset's classes and ``input_shape``
 =============  ======================================================================  =========================
+
+A model object (rather than a file or a name) goes to :class:`~tf_symbolic_l2o.tasks.keras_task.KerasModelTask`
+directly: a spec holds JSON only.
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ from typing import Any
 
 from tf_symbolic_l2o.tasks.base import ClassificationTask, Task
 
-TASKS = ("mlp", "cnn", "resnet", "quadratic")
+TASKS = ("mlp", "cnn", "resnet", "quadratic", "keras")
 DEFAULT_TASK: dict[str, Any] = {"name": "mlp", "dataset": "mnist_subset", "hidden": [30, 20],
                                 "activation": "relu", "batch_size": 128, "init": "paper"}
-_DEFAULT_DATASET = {"mlp": "mnist_subset", "cnn": "mnist_subset_32", "resnet": "mnist_subset_32"}
+_DEFAULT_DATASET = {"mlp": "mnist_subset", "cnn": "mnist_subset_32", "resnet": "mnist_subset_32",
+                    "keras": "mnist_subset_32"}
 _KEYS = {
     "mlp": {"hidden", "activation"},
     "cnn": {"channels"},
     "resnet": {"depth", "width_multiplier", "norm"},
     "quadratic": {"dim", "noise_std", "problem_seed"},
+    "keras": {"model", "input_shape"},
 }
 _COMMON = {"name", "dataset", "batch_size", "init", "data_dir", "seed"}
 
@@ -36,13 +44,16 @@ def available_tasks() -> list[str]:
 def task_spec(name: str | None = None, default: dict | None = None, **options: Any) -> dict[str, Any] | None:
     """A task spec from command-line style options: options given as ``None`` are dropped.
 
-    Returns ``None`` when neither ``name`` nor any option is given (the caller's default task is meant).
+    Returns ``None`` when neither ``name`` nor any option is given (the caller's default task is meant); a ``model``
+    without a ``name`` means the ``keras`` task.
     ``default`` (e.g. the meta-tuner's CNN) is the base spec when ``name`` is ``None`` or names the same task;
     without it the task is ``name`` or ``"mlp"``. Paths (``data_dir``) are stored as strings.
     """
     given = {k: (str(v) if k == "data_dir" else v) for k, v in options.items() if v is not None}
     if name is None and not given:
         return None
+    if name is None and "model" in given:  # a Keras model is the optimizee
+        name = "keras"
     base = dict(default) if default is not None and name in (None, default["name"]) else {}
     return {**base, "name": name or (default or {"name": "mlp"})["name"], **given}
 
@@ -59,7 +70,10 @@ def normalize_task_spec(spec: dict | str | None) -> dict[str, Any]:
     unknown = set(spec) - _COMMON - _KEYS[name]
     if unknown:
         raise ValueError(f"task {name!r} does not take {sorted(unknown)}; it takes {sorted(_KEYS[name] | _COMMON)}")
-    out = dict(DEFAULT_TASK) if name == "mlp" else {"name": name, "batch_size": 128, "init": "paper"}
+    if name == "keras" and not spec.get("model"):
+        raise ValueError("task 'keras' needs a model: a .keras file or a keras.applications name such as resnet50")
+    out = dict(DEFAULT_TASK) if name == "mlp" else {"name": name, "batch_size": 128,
+                                                    "init": "keras" if name == "keras" else "paper"}
     if name in _DEFAULT_DATASET:
         out.setdefault("dataset", _DEFAULT_DATASET[name])
     out.update({k: v for k, v in spec.items() if v is not None})
@@ -81,9 +95,14 @@ def make_task(spec: dict | str | None = None, split: str = "meta_train") -> Task
         return QuadraticTask(**kwargs)
     from tf_symbolic_l2o.data import load_dataset
 
-    flatten = name == "mlp"
+    flatten = True if name == "mlp" else None if name == "keras" else False
     ds = load_dataset(spec["dataset"], data_dir=spec.get("data_dir"), seed=int(spec.get("seed", 0)),
                       flatten=flatten)
+    if name == "keras":
+        from tf_symbolic_l2o.tasks.keras_task import KerasModelTask
+
+        return KerasModelTask(spec["model"], ds, split=split, batch_size=int(spec["batch_size"]),
+                              input_shape=spec.get("input_shape"), init=spec["init"])
     if name == "mlp":
         from tf_symbolic_l2o.tasks.mlp import MLP
 

@@ -172,6 +172,29 @@ def test_meta_training_rp_s_on_a_keras_mlp(tmp_path):
     assert np.all(np.isfinite(metrics["meta_loss"])) and np.all(np.isfinite(metrics["val_loss"]))
 
 
+def test_meta_training_on_a_keras_model_resumes_exactly(tmp_path):
+    """Stopped after epoch 2 and resumed, a run on a Keras model (with Dropout: its masks are drawn from the step's
+    seed) ends with the weights and rows of an uninterrupted run; the part run's rows survive the resume."""
+    from tf_symbolic_l2o.learned.io import load_l2o
+
+    path = tmp_path / "mlp.keras"
+    keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu"), L.Dropout(0.2), L.Dense(10)]).save(path)
+    cfg = dict(optimizer="rp_s", task={"name": "keras", "model": str(path), "dataset": "digits", "batch_size": 16},
+               epochs=3, epoch_len=4, unroll=2, val_every=1, val_runs=1, seed=2)
+    MetaTrainer(TrainConfig(**cfg), tmp_path / "full").run()
+    MetaTrainer(TrainConfig(**cfg), tmp_path / "part", stop_after_epoch=2).run()
+    before = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    logs = []
+    MetaTrainer(None, tmp_path / "part", resume=True, log=logs.append).run()
+    assert any(m.startswith("resumed from") and m.endswith("at epoch 2") for m in logs), logs
+    after = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    pd.testing.assert_frame_equal(after.iloc[:2].reset_index(drop=True), before)
+    full = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    pd.testing.assert_frame_equal(after.drop(columns="seconds"), full.drop(columns="seconds"))
+    for a, b in zip(load_l2o(tmp_path / "full").weights, load_l2o(tmp_path / "part").weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 # -- (d) bad input ----------------------------------------------------------------------------------------------
 def one_line(excinfo) -> str:
     message = str(excinfo.value)

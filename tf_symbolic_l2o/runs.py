@@ -82,7 +82,8 @@ def evaluate_run(run_dir: str | Path, rules: Sequence[str | Path] = (), runs: in
     log = log or (lambda msg: None)
     config, label, learned = load_run(run_dir)
     for path in rules:
-        learned[rule_label(path)] = RuleOptimizer(Rule.load(path), name=rule_label(path))
+        name = rule_label(path)
+        learned[name] = RuleOptimizer(Rule.load(path), name=name)
     steps = steps or config.horizons[-1]
     out = Path(out) if out is not None else Path(run_dir) / "eval"
     baselines = DEFAULT_BASELINES if baselines is None else tuple(baselines)

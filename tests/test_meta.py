@@ -21,7 +21,7 @@ QUAD = {"name": "quadratic", "dim": 6, "noise_std": 0.1}
 
 def _setup(name="rp_s", unroll=4, jit=False, lr=1.0):
     task = QuadraticTask(dim=6, noise_std=0.1)
-    l2o = make_l2o(name)
+    l2o = make_l2o(name, seed=0)  # seeded: the checks below must not depend on which tests ran before
     opt = keras.optimizers.SGD(lr)
     opt.build(l2o.trainable_variables)
     return task, l2o, Unroller(task, l2o, opt, unroll, jit_compile=jit, clip_norm=None,
@@ -63,8 +63,8 @@ def test_meta_gradient_matches_finite_differences():
         return float(np.mean(losses.numpy()))
 
     k0 = kernel.numpy().copy()
-    # losses are ≈ 43 in float32 (ulp ≈ 4e-6): eps 1e-3 moves them by only ~1e-4, so rounding alone would cost
-    # several % of the difference; eps 1e-2 keeps rounding ≈ 0.2 % and truncation ≈ 0.3 % (measured)
+    # losses are ≈ 43 in float32 (ulp ≈ 4e-6), so the rounding error of the difference grows as the gradient
+    # shrinks: eps 1e-2 on this seeded L2O's kernel[0, 0] (gradient ≈ −0.31) agrees within 0.3 % (measured)
     eps = 1e-2
     bump = np.zeros_like(k0)
     bump[0, 0] = eps

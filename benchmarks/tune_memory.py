@@ -1,13 +1,16 @@
 """Peak memory of meta-tuning a symbolic rule vs meta-training an LSTM optimizer vs plain training, on ResNets.
 
-For each model (the functional CIFAR ResNets of :mod:`tf_symbolic_l2o.tasks.resnet` on the offline MNIST subset at
-32×32×3) and each job, ONE worker process (``ru_maxrss`` is process-wide and never goes down) runs ``--windows``
-truncated windows of ``--unroll`` steps at batch ``--batch-size``:
+For each model (the functional CIFAR ResNets of :mod:`tf_symbolic_l2o.tasks.resnet`, or ``resnet50``:
+``keras.applications.ResNet50`` as a :class:`~tf_symbolic_l2o.tasks.keras_task.KerasModelTask`, all on the offline
+MNIST subset at 32×32×3) and each job, ONE worker process (``ru_maxrss`` is process-wide and never goes down) runs
+``--windows`` truncated windows of ``--unroll`` steps at batch ``--batch-size``:
 
+* ``fit``    — plain Keras training of the same model: ``model.compile(optimizer=Adam)`` and ``train_on_batch``
+  (Keras models only), the reference the issue's "≤ 2× plain Keras training" is measured against;
 * ``train``  — plain training of the optimizee with Adam (the same compiled rollout, no meta-gradient): the floor;
-* ``tune``   — meta-tuning the shipped SymbolicRP rule (:class:`~tf_symbolic_l2o.tune.TunableRule`) with the
+* ``tune``   — meta-tuning each rule of ``--rules`` (:class:`~tf_symbolic_l2o.tune.TunableRule`) with the
   paper's first-order meta-gradients, which a rule computes in forward mode (no tape: ∂θ/∂constants is carried,
-  n × 5 floats);
+  n × P floats for P constants);
 * ``tune2``  — the same with second-order meta-gradients (``tfl2o tune``'s default: the tape also holds the
   optimizee's forward and backward passes);
 * ``lstm``   — meta-training the RNNprop LSTM optimizer (``rp``) by the same unrolls.
@@ -17,7 +20,9 @@ so the LSTM job on a large model cannot take the machine down. Reported: RSS aft
 + TF runtime), peak RSS, peak − base, and per-step time of the last window.
 
     python benchmarks/tune_memory.py [--models resnet20,resnet18] [--jobs train,tune,lstm] [--unroll 20] \
-        [--windows 2] [--batch-size 64] [--max-rss-gib 8] [--out benchmarks/results]
+        [--windows 2] [--batch-size 64] [--rules symbolic_rp] [--max-rss-gib 8] [--out benchmarks/results]
+    python benchmarks/tune_memory.py --models resnet50 --jobs fit,train,tune --rules psi,symbolic_rp_small \
+        --unroll 5 --batch-size 8 --out benchmarks/results/tune_memory_resnet50
 
 (``--jobs tune2 --out DIR`` runs one job alone; the CSV of a partial run holds only its rows.)
 
@@ -40,9 +45,9 @@ from keras_step import RESULT_TAG, launch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"resnet20": {"name": "resnet", "depth": 20}, "resnet18": {"name": "resnet", "depth": 18},
-          "cnn": {"name": "cnn"}}
-JOBS = ("train", "tune", "tune2", "lstm")
-LABELS = {"train": "train optimizee (Adam)", "tune": "meta-tune rule, first-order",
+          "cnn": {"name": "cnn"}, "resnet50": {"name": "keras", "model": "resnet50"}}
+JOBS = ("fit", "train", "tune", "tune2", "lstm")
+LABELS = {"fit": "plain Keras training (Adam)", "train": "train optimizee (Adam)", "tune": "meta-tune rule, first-order",
           "tune2": "meta-tune rule, second-order", "lstm": "meta-train LSTM (RP), first-order"}
 
 
@@ -58,10 +63,13 @@ def worker(args) -> None:
     from tf_symbolic_l2o.tune import TunableRule, resolve_rule  # noqa: PLC0415
 
     spec = {**MODELS[args.model], "dataset": "mnist_subset_32", "batch_size": args.batch_size}
+    if args.job == "fit":
+        _fit_worker(args, spec)
+        return
     task = make_task(spec, "meta_train")
     n = task.num_params
     theta = task.flatten(task.init_params(step_seed(0, 1)))
-    scale = tf.ones([n])
+    scale = None  # no random scaling
     base = rss_mib()
     times = []
     if args.job == "train":
@@ -77,7 +85,7 @@ def worker(args) -> None:
         opt_params = 0
     else:
         rule = args.job.startswith("tune")
-        l2o = TunableRule(resolve_rule("symbolic_rp")) if rule else make_l2o("rp")
+        l2o = TunableRule(resolve_rule(args.rule)) if rule else make_l2o("rp")
         meta = keras.optimizers.Adam(0.003 if rule else 1e-3)
         meta.build(l2o.trainable_variables)
         unroller = Unroller(task, l2o, meta, args.unroll, jit_compile=False, clip_norm=1.0,
@@ -94,6 +102,32 @@ def worker(args) -> None:
                                    "peak_rss_mib": peak_rss_mib(), "s_per_step": times[-1]}), flush=True)
 
 
+def _fit_worker(args, spec) -> None:
+    """Plain Keras training of a Keras model: ``compile(Adam)`` + ``train_on_batch`` on the task's minibatches."""
+    import keras  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from tf_symbolic_l2o.tasks.registry import make_task  # noqa: PLC0415
+
+    if spec["name"] != "keras":
+        raise SystemExit(f"job 'fit' needs a Keras model (resnet50), not {args.model}")
+    task = make_task(spec, "meta_train")
+    model = task.model
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=task.loss_fn)
+    rng = np.random.default_rng(0)
+    x, y = task.dataset.split(task.split)
+    base = rss_mib()
+    times = []
+    for _ in range(args.windows):
+        t0 = time.perf_counter()
+        for _ in range(args.unroll + 1):
+            idx = rng.integers(0, len(x), args.batch_size)
+            model.train_on_batch(x[idx], y[idx])
+        times.append((time.perf_counter() - t0) / (args.unroll + 1))
+    print(RESULT_TAG + json.dumps({"params": task.num_params, "optimizer_params": 0, "base_rss_mib": base,
+                                   "peak_rss_mib": peak_rss_mib(), "s_per_step": times[-1]}), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="resnet20,resnet18", help=f"comma list of {', '.join(MODELS)}")
@@ -101,11 +135,14 @@ def main() -> None:
     p.add_argument("--unroll", type=int, default=20)
     p.add_argument("--windows", type=int, default=2, help="windows per worker (the first one traces)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--rules", default="symbolic_rp", help="comma list of rules the tune jobs tune (shipped names, "
+                   "psi[:FEATURES[:LAGS]] or rule.json paths)")
     p.add_argument("--max-rss-gib", type=float, default=8.0, help="kill a worker above this RSS")
     p.add_argument("--timeout", type=float, default=1200, help="seconds allowed per worker")
     p.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results"))
     p.add_argument("--worker", choices=JOBS, help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--rule", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         args.job = args.worker
@@ -120,22 +157,25 @@ def main() -> None:
           f"{args.windows} windows, batch {args.batch_size}, worker RSS limit {args.max_rss_gib} GiB; "
           f"host {platform.machine()}, {os.cpu_count()} CPUs")
     t_start = time.perf_counter()
+    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     rows = []
     for model in models:
-        for job in jobs:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", job, "--model", model,
-                   "--unroll", str(args.unroll), "--windows", str(args.windows), "--batch-size", str(args.batch_size)]
+        for job, rule in [(j, r) for j in jobs for r in (rules if j.startswith("tune") else [""])]:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", job, "--model", model, "--rule",
+                   rule or "-", "--unroll", str(args.unroll), "--windows", str(args.windows), "--batch-size",
+                   str(args.batch_size)]
             r = launch("memory", [], args, args.timeout, cmd=cmd)
-            row = {"model": model, "job": job, "label": LABELS[job], "unroll": args.unroll,
-                   "batch_size": args.batch_size, "status": "ok"}
+            row = {"model": model, "job": job, "rule": rule, "label": LABELS[job] + (f" ({rule})" if rule else ""),
+                   "unroll": args.unroll, "batch_size": args.batch_size, "status": "ok"}
             if "error" in r:
                 row.update(status=r["error"], peak_rss_mib=float("nan"), max_rss_seen_gib=r["max_rss_seen_gib"])
-                print(f"  {model:9s} {job:6s} {r['error']}")
+                print(f"  {model:9s} {job:6s} {rule:18s} {r['error']}")
             else:
                 row.update({k: r[k] for k in ("params", "optimizer_params", "base_rss_mib", "peak_rss_mib",
                                               "s_per_step")})
                 row["extra_mib"] = r["peak_rss_mib"] - r["base_rss_mib"]
-                print(f"  {model:9s} {job:6s} peak {r['peak_rss_mib'] / 1024:.2f} GiB  ({r['wall_s']:.0f} s)")
+                print(f"  {model:9s} {job:6s} {rule:18s} peak {r['peak_rss_mib'] / 1024:.2f} GiB  "
+                      f"({r['wall_s']:.0f} s)")
             rows.append(row)
     import pandas as pd  # noqa: PLC0415
 
@@ -155,10 +195,14 @@ def main() -> None:
     cols = ["model", "label", "params", "peak GiB"] + [c for c in ("extra_mib", "s_per_step") if c in show]
     print(show[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     for model in models:
-        sub = df[df["model"] == model].set_index("job")["peak_rss_mib"]
-        for job in ("tune", "tune2"):
-            if "train" in sub and job in sub and sub["train"] == sub["train"] and sub[job] == sub[job]:
-                print(f"{model}: {LABELS[job]} / plain training peak RSS = {sub[job] / sub['train']:.2f}")
+        sub = df[df["model"] == model]
+        ref = "fit" if "fit" in set(sub["job"]) else "train"
+        floor = sub[sub["job"] == ref].iloc[0] if ref in set(sub["job"]) else None
+        for _, row in sub[sub["job"].isin(["tune", "tune2"])].iterrows():
+            if floor is not None and floor["peak_rss_mib"] == floor["peak_rss_mib"] and \
+                    row["peak_rss_mib"] == row["peak_rss_mib"]:
+                print(f"{model}: {row['label']} / {LABELS[ref]}: peak RSS {row['peak_rss_mib'] / floor['peak_rss_mib']:.2f}×, "
+                      f"s per step {row['s_per_step'] / floor['s_per_step']:.2f}×")
     print(f"wrote {out / 'tune_memory.csv'}, {out / 'tune_memory.png'}, {out / 'tune_memory.json'}; "
           f"wall time {time.perf_counter() - t_start:.0f} s")
 
@@ -170,16 +214,16 @@ def _plot(df, path: Path, args) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     models = list(dict.fromkeys(df["model"]))
-    jobs = list(dict.fromkeys(df["job"]))
+    jobs = list(dict.fromkeys(df["label"]))
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(1, len(jobs))
     for j, job in enumerate(jobs):
         for m, model in enumerate(models):
-            row = df[(df["model"] == model) & (df["job"] == job)].iloc[0]
+            row = df[(df["model"] == model) & (df["label"] == job)].iloc[0]
             killed = row["peak_rss_mib"] != row["peak_rss_mib"]
             height = args.max_rss_gib if killed else row["peak_rss_mib"] / 1024
             ax.bar(m + j * width, height, width, color=f"C{j}", hatch="//" if killed else None,
-                   label=LABELS[job] if m == 0 else None)
+                   label=job if m == 0 else None)
             if killed:
                 ax.text(m + j * width, height, "killed", ha="center", va="bottom", fontsize=8)
     ax.axhline(args.max_rss_gib, color="gray", ls="--", lw=1)

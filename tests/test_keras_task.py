@@ -195,6 +195,61 @@ def test_meta_training_on_a_keras_model_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_tf_data_datasets_give_the_same_task_as_arrays():
+    """A tf.data.Dataset, batched or not, of (x, y) pairs or {"image", "label"} dicts is read into the same arrays;
+    a (train, test) pair gives both splits."""
+    x, y = token_data(n=40, n_test=8)[0]
+    (xt, yt) = token_data(n=40, n_test=8)[1]
+    model = keras.Sequential([keras.Input((8,)), L.Dense(4)])
+    ref = KerasModelTask(model, (x, y), batch_size=4)
+    pairs = tf.data.Dataset.from_tensor_slices((x, y))
+    dicts = tf.data.Dataset.from_tensor_slices({"image": x, "label": y})
+    for data in (pairs, pairs.batch(7), dicts, dicts.batch(16)):
+        task = KerasModelTask(model, data, batch_size=4)
+        np.testing.assert_array_equal(task.dataset.x_train, ref.dataset.x_train)
+        np.testing.assert_array_equal(task.dataset.y_train, ref.dataset.y_train)
+        assert task.dataset.num_classes == 4
+    both = KerasModelTask(model, (pairs.batch(5), tf.data.Dataset.from_tensor_slices((xt, yt))), batch_size=4)
+    np.testing.assert_array_equal(both.dataset.x_test, xt.astype(np.float32))
+    one_hot = tf.data.Dataset.from_tensor_slices((x, np.eye(4, dtype=np.float32)[y]))
+    with pytest.raises(ValueError, match="integer class ids") as e:
+        KerasModelTask(model, one_hot.batch(8))
+    one_line(e)
+    with pytest.raises(ValueError, match="empty"):
+        KerasModelTask(model, pairs.take(0))
+
+
+def test_meta_tuning_a_model_object_and_resuming_it(tmp_path):
+    """The Python entry point: a rule meta-tuned on a model OBJECT and a tf.data.Dataset (MetaTuner(task=...));
+    config.json names the model as in-memory, resuming without the task is refused in one line, and resuming with
+    it ends where an uninterrupted run ends."""
+    from tf_symbolic_l2o.tune import MetaTuner, load_tuned_rule, tune_config
+
+    data = load_dataset("digits")
+    ds = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).batch(64)
+
+    def task():
+        keras.utils.set_random_seed(0)  # the same architecture; weights are drawn per run from the seed anyway
+        model = keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu"), L.Dense(10)], name="mine")
+        return KerasModelTask(model, (ds, ds), batch_size=16)
+
+    cfg = dict(epochs=3, epoch_len=4, unroll=2, val_every=1, val_runs=1, seed=3, second_order=False)
+    MetaTuner(tune_config("psi", **cfg), tmp_path / "full", task=task()).run()
+    MetaTuner(tune_config("psi", **cfg), tmp_path / "part", task=task(), stop_after_epoch=1).run()
+    saved = json.loads((tmp_path / "part" / "config.json").read_text())
+    assert saved["task"]["name"] == "keras" and saved["task"]["model"] == "<in-memory model mine>"
+    assert saved["task"]["dataset"] == "arrays" and saved["task"]["batch_size"] == 16
+    with pytest.raises(ValueError, match="made on a model object.*task=KerasModelTask") as e:
+        MetaTuner(None, tmp_path / "part", resume=True)
+    one_line(e)
+    MetaTuner(None, tmp_path / "part", resume=True, task=task()).run()
+    full, part = load_tuned_rule(tmp_path / "full"), load_tuned_rule(tmp_path / "part")
+    assert part.constants == full.constants
+    assert part.constants != tune_config("psi").start_rule.constants  # tuning moved them
+    rows = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    assert list(rows["epoch"]) == [1, 2, 3]
+
+
 # -- (d) bad input ----------------------------------------------------------------------------------------------
 def one_line(excinfo) -> str:
     message = str(excinfo.value)

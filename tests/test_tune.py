@@ -224,8 +224,8 @@ def test_mirrored_tuning_equals_single_device():
 
 
 def test_forward_mode_meta_gradient_equals_reverse_mode():
-    """First-order meta-gradients of a nonlinear tunable rule: the forward-mode window (the default for rules) and
-    the reverse-mode surrogate give the same update, θ and state."""
+    """First-order meta-gradients of a nonlinear tunable rule: the forward-mode window (the default for rules), the
+    same cut into uneven blocks of coordinates, and the reverse-mode surrogate give the same update, θ and state."""
     import keras
 
     from tf_symbolic_l2o.meta.unroll import Unroller
@@ -235,19 +235,26 @@ def test_forward_mode_meta_gradient_equals_reverse_mode():
     task = make_task(SMALL_MLP, "meta_train")
     n = task.num_params
     theta = task.flatten(task.init_params(step_seed(0, 3)))
+    block = n // 3 + 7  # three blocks, the last one shorter
     out = {}
-    for forward in (True, False):
+    for mode, forward, kwargs in (("forward", True, {}), ("blocks", True, {"forward_block": block}),
+                                  ("reverse", False, {})):
         rule = TunableRule(resolve_rule("symbolic_rp"))
         opt = keras.optimizers.SGD(1.0)
         opt.build(rule.trainable_variables)
-        unroller = Unroller(task, rule, opt, 4, jit_compile=False, clip_norm=None, forward_mode=forward)
+        unroller = Unroller(task, rule, opt, 4, jit_compile=False, clip_norm=None, forward_mode=forward, **kwargs)
         assert unroller.forward_mode is forward
         ml, last, norm, th, state = unroller.train_window(theta, rule.init_state(n), tf.constant(0),
                                                           step_seed(0, 4), tf.ones([n]))
-        out[forward] = (rule.params.numpy().copy(), float(norm), th.numpy())
-    np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(out[True][1], out[False][1], rtol=1e-4)
-    np.testing.assert_allclose(out[True][2], out[False][2], rtol=1e-6, atol=1e-7)
-    assert out[True][1] > 0
+        out[mode] = (rule.params.numpy().copy(), float(norm), th.numpy(),
+                     np.concatenate([np.ravel(t) for t in tf.nest.flatten(state)]))
+    for mode in ("blocks", "reverse"):
+        np.testing.assert_allclose(out[mode][0], out["forward"][0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(out[mode][1], out["forward"][1], rtol=1e-4)
+        np.testing.assert_allclose(out[mode][2], out["forward"][2], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(out[mode][3], out["forward"][3], rtol=1e-6, atol=1e-7)
+    assert out["forward"][1] > 0
+    with pytest.raises(ValueError, match="forward_block"):
+        Unroller(task, TunableRule(psi_rule()), keras.optimizers.SGD(1.0), 4, forward_block=0)
     with pytest.raises(ValueError, match="forward-mode"):
         Unroller(task, TunableRule(psi_rule()), keras.optimizers.SGD(1.0), 4, second_order=True, forward_mode=True)

@@ -72,7 +72,7 @@ class Harness:
         theta = task.flatten(task.init_params(step_seed(run_seed, INIT)))
         state = self.optimizer.init_state(n)
         t0 = time.perf_counter()
-        theta, _, curve = self._rollout(theta, state, step_seed(run_seed, BATCHES), tf.ones([n]), tf.constant(0),
+        theta, _, curve = self._rollout(theta, state, step_seed(run_seed, BATCHES), None, tf.constant(0),
                                         tf.constant(int(steps)))
         losses = curve.numpy()
         seconds = time.perf_counter() - t0

@@ -18,6 +18,7 @@ A run directory holds ``config.json``, ``metrics.csv``, ``checkpoints/`` (``tf.t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -35,7 +36,21 @@ from tf_symbolic_l2o.meta.learner import LSTMLearner, MetaLearner
 from tf_symbolic_l2o.meta.unroll import Unroller, make_rollout
 from tf_symbolic_l2o.seeds import BATCHES, COIN, INIT, SCALE, TRAINING, VALIDATION, step_seed
 from tf_symbolic_l2o.tasks.base import Task
-from tf_symbolic_l2o.tasks.registry import make_task
+from tf_symbolic_l2o.tasks.registry import make_task, task_keys as _task_keys
+
+#: How ``config.json`` names a model given as an object (it cannot be rebuilt from the file).
+IN_MEMORY = "<in-memory model"
+
+
+def task_record(task: Task) -> dict:
+    """The task spec ``config.json`` records for a task given as an object: its registry spec (``model`` a
+    ``.keras`` path or a ``keras.applications`` name, or ``<in-memory model NAME>`` for a model object)."""
+    config = task.config()
+    if config.get("name") == "keras" and config.get("model") is None:
+        config = {**config, "model": f"{IN_MEMORY} {config.get('model_name', '')}>"}
+    allowed = _task_keys(config.get("name"))
+    return {k: v for k, v in config.items() if k in allowed}
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be restored."""
@@ -62,12 +77,16 @@ class MetaTrainer:
         estimator: the window estimator that computes and applies meta-gradients (default: an
             :class:`~tf_symbolic_l2o.meta.unroll.Unroller` built from the config); it must offer ``train_window``,
             ``imitation_window`` and ``jit_compile`` like the Unroller.
+        task: the optimizee, when it is not built from ``config.task``: e.g. a
+            :class:`~tf_symbolic_l2o.tasks.keras_task.KerasModelTask` of a model object and a ``tf.data.Dataset``.
+            ``config.json`` then records :func:`task_record` of it, and resuming such a run needs the same task
+            again.
     """
 
     def __init__(self, config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
                  progress: Callable[[int, int, str], None] | None = None, stop_after_epoch: int | None = None,
                  log: Callable[[str], None] | None = None, epochs: int | None = None, strategy=None,
-                 learner: MetaLearner | None = None, estimator=None):
+                 learner: MetaLearner | None = None, estimator=None, task: Task | None = None):
         self.learner = learner or LSTMLearner()
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -84,8 +103,13 @@ class MetaTrainer:
             config = self._saved_config(epochs)
         elif (self.run_dir / "checkpoints").exists() and any((self.run_dir / "checkpoints").iterdir()):
             raise FileExistsError(f"{self.run_dir} already holds a run; resume it or choose another directory")
+        if task is not None and not resume:
+            config = dataclasses.replace(config, task=task_record(task))
+        elif task is None and str(config.task.get("model", "")).startswith(IN_MEMORY):
+            raise ValueError(f"the run in {self.run_dir} was made on a model object ({config.task['model']}); "
+                             f"resume it with task=KerasModelTask(model, data), the same model and data")
         self.config = config
-        self.task: Task = make_task(config.task, split="meta_train")
+        self.task: Task = task if task is not None else make_task(config.task, split="meta_train")
         self.num_coords = self.task.num_params
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
@@ -155,11 +179,10 @@ class MetaTrainer:
     # -- one epoch ------------------------------------------------------------------------------------------
     def _fresh_run(self, seed):
         theta = self.task.flatten(self.task.init_params(step_seed(seed, INIT)))
-        if self.config.random_scale > 0:
-            b = self.config.random_scale
-            scale = tf.exp(tf.random.stateless_uniform([self.num_coords], step_seed(seed, SCALE), -b, b))
-        else:
-            scale = tf.ones([self.num_coords])
+        if self.config.random_scale <= 0:
+            return theta, None  # r = 1
+        b = self.config.random_scale
+        scale = tf.exp(tf.random.stateless_uniform([self.num_coords], step_seed(seed, SCALE), -b, b))
         return theta / scale, scale
 
     def _train_epoch(self, epoch: int) -> dict:

@@ -6,7 +6,7 @@ One truncated window of ``U`` steps starting from a (detached) optimizee state �
                      θ_{k+1} = θ_k + Δ_k,          (Δ_k, state) = optimizer.update(g_k, state, t_k, params=θ_k)
     meta-loss  = Σ_{k=0..U} ℓ_k        (the TF code's Σ f(θ_t), including the loss after the last update)
 
-``r`` is the per-coordinate random scaling (ones when disabled). Gradients of the optimizee are detached
+``r`` is the per-coordinate random scaling (``None`` when disabled). Gradients of the optimizee are detached
 (first-order meta-gradients, as in the paper), and the returned θ and optimizer state carry no tape, so consecutive
 windows are truncated.
 
@@ -19,8 +19,9 @@ which is what is differentiated: the meta-tape records only the optimizer's upda
 pass, so an unroll's memory does not grow with the optimizee's activations and no second backward pass through the
 optimizee is needed. For an optimizer with a handful of weights (a tunable rule) the same sum is accumulated in
 forward mode instead, carrying ∂θ_k/∂φ: no tape at all, memory O(n·P) whatever the unroll length (the README's
-"Memory of meta-tuning" has the figures for ResNets). ``second_order=True`` differentiates through g_k(θ_k) too.
-Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U steps is unrolled at trace
+"Memory of meta-tuning" has the figures for ResNets); the coordinates are then processed in blocks of
+``forward_block`` one after another, so the rule's temporaries are those of one block. ``second_order=True``
+differentiates through g_k(θ_k) too. Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U steps is unrolled at trace
 time.
 """
 
@@ -33,6 +34,9 @@ import tensorflow as tf
 from tf_symbolic_l2o.seeds import step_seed
 from tf_symbolic_l2o.tasks.base import Task
 
+
+#: Coordinates per block of the forward-mode window (2¹⁹: the rule's temporaries stay in the tens of MB).
+FORWARD_BLOCK = 1 << 19
 
 _JIT_WORDS = {"auto": "auto", "true": True, "1": True, "yes": True, "on": True, "xla": True,
               "false": False, "0": False, "no": False, "off": False, "graph": False}
@@ -57,11 +61,12 @@ def resolve_jit_compile(jit_compile: Any) -> bool:
 def loss_and_grad(task: Task, theta: tf.Tensor, scale: tf.Tensor, batch, reduce=None, detach: bool = True):
     """``(f(θ ⊙ r), stop_gradient(∇_θ f))``; ``reduce`` (e.g. a cross-replica mean) is applied to the gradient.
 
-    ``detach=False`` keeps the gradient differentiable (for second-order meta-gradients).
+    ``scale=None`` means r = 1 (no random scaling, and no n-sized product). ``detach=False`` keeps the gradient
+    differentiable (for second-order meta-gradients).
     """
     with tf.GradientTape() as inner:
         inner.watch(theta)
-        loss = task.loss(task.unflatten(theta * scale), batch)
+        loss = task.loss(task.unflatten(theta if scale is None else theta * scale), batch)
     grad = inner.gradient(loss, theta)
     if reduce is not None:
         grad = reduce(grad)
@@ -116,13 +121,17 @@ class Unroller:
             Default: first-order, as in the paper.
         forward_mode: compute first-order meta-gradients in forward mode (``None``: whenever the optimizer has
             ``update_and_jacobian``, i.e. a :class:`~tf_symbolic_l2o.tune.TunableRule`; see ``_forward_window``).
+        forward_block: coordinates per block in forward mode (blocks run one after another).
     """
 
     def __init__(self, task: Task, l2o, meta_optimizer, unroll: int, jit_compile: Any = "auto",
                  clip_norm: float | None = None, teacher=None, strategy: tf.distribute.Strategy | None = None,
-                 second_order: bool = False, forward_mode: bool | None = None):
+                 second_order: bool = False, forward_mode: bool | None = None, forward_block: int = FORWARD_BLOCK):
         if unroll <= 0:
             raise ValueError(f"unroll must be positive, got {unroll}")
+        if forward_block <= 0:
+            raise ValueError(f"forward_block must be positive, got {forward_block}")
+        self.forward_block = int(forward_block)
         self.task, self.l2o, self.meta_optimizer = task, l2o, meta_optimizer
         self.unroll = int(unroll)
         self.clip_norm = clip_norm
@@ -207,27 +216,45 @@ class Unroller:
         """The first-order window in forward mode, for optimizers with few weights φ (a tunable rule): carry
         J_k = ∂θ_k/∂φ ([n, P]) along the unroll and accumulate Σ_k J_kᵀ g_k — the same meta-gradient as the
         reverse-mode surrogate. Nothing is taped, so the steps run as a ``tf.while_loop`` and the memory is that of
-        plain training plus J, whatever the unroll length."""
-        (params,) = self.l2o.trainable_variables
+        plain training plus J, whatever the unroll length.
 
-        jac = tf.zeros([tf.shape(theta)[0], params.shape[0]], theta.dtype)
+        The rule is coordinate-wise, so the coordinates are cut into blocks of ``forward_block``, each with its
+        own slice of the optimizer state and of J, updated one block after another (control dependencies): the
+        temporaries of the rule and of its derivatives are one block's, and each block of J is replaced by its
+        update as soon as that is computed, so J is never held twice."""
+        (params,) = self.l2o.trainable_variables
+        n = int(theta.shape[0])
+        sizes = [min(self.forward_block, n - a) for a in range(0, n, self.forward_block)]
+        states = self.l2o.split_state(state, sizes)
+        jacs = [tf.zeros([size, params.shape[0]], theta.dtype) for size in sizes]
         meta_grad = tf.zeros(params.shape, theta.dtype)
         total = tf.constant(0.0)
         for k in tf.range(self.unroll):
-            # one step at a time: overlapping iterations would hold two steps' n × P temporaries at once
+            # one step at a time: overlapping iterations would hold two steps' temporaries at once
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             loss, grad = self._observe(theta, scale, seed, step0 + k)
             total += loss
-            meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)
-            delta, d_delta, state = self.l2o.update_and_jacobian(grad, state, step0 + k + 1)
-            jac += d_delta
-            theta = theta + delta
+            thetas, new_jacs, new_states, done = [], [], [], []
+            for g, th, jac, st in zip(tf.split(grad, sizes), tf.split(theta, sizes), jacs, states):
+                with tf.control_dependencies(done):  # block by block
+                    g = tf.identity(g)
+                    meta_grad += tf.linalg.matvec(jac, g, transpose_a=True)
+                    delta, d_delta, st = self.l2o.update_and_jacobian(g, st, step0 + k + 1)
+                    jac = jac + d_delta
+                    th = th + delta
+                thetas.append(th)
+                new_jacs.append(jac)
+                new_states.append(st)
+                done = [jac, th]
+            jacs, states = new_jacs, new_states
+            theta = tf.concat(thetas, 0)
         loss, grad = self._observe(theta, scale, seed, step0 + self.unroll)  # the loss after the last update
         total += loss
-        meta_grad += tf.linalg.matvec(jac, grad, transpose_a=True)
+        for g, jac in zip(tf.split(grad, sizes), jacs):
+            meta_grad += tf.linalg.matvec(jac, g, transpose_a=True)
         norm = self._apply([meta_grad])
         losses = self.replicas.mean(tf.stack([total / (self.unroll + 1), loss]))
-        return losses[0], losses[1], norm, theta, state
+        return losses[0], losses[1], norm, theta, self.l2o.merge_state(states)
 
     def _imitation_window(self, theta, state, teacher_state, step0, seed, scale):
         """Imitation learning: θ follows the teacher; the L2O is trained to match the teacher's steps (MSE)."""

@@ -56,6 +56,18 @@ class RuleOptimizer:
         history = tf.zeros([self.memlen - 1, num_coords, self.features.num_features])
         return self.features.init_state([num_coords]), history
 
+    def split_state(self, state, sizes):
+        """The state of ``sum(sizes)`` coordinates as one state per consecutive block of ``sizes[i]`` coordinates."""
+        feat_state, history = state
+        feats = {k: tf.split(v, sizes) for k, v in feat_state.items()}
+        histories = tf.split(history, sizes, axis=1)
+        return [({k: feats[k][i] for k in feat_state}, histories[i]) for i in range(len(sizes))]
+
+    def merge_state(self, states):
+        """The inverse of :meth:`split_state`."""
+        feats = {k: tf.concat([s[0][k] for s in states], 0) for k in states[0][0]}
+        return feats, tf.concat([s[1] for s in states], axis=1)
+
     def inputs(self, grad, state, step):
         """``(x [n, memlen·F], features [n, F], new_state)``: the rule's input window after this gradient."""
         feat_state, history = state

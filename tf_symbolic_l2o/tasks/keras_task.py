@@ -55,17 +55,45 @@ _SPEC_KINDS = ("kernel", "bias", "gamma", "beta")
 
 
 def as_dataset(dataset, data_dir=None, seed: int = 0):
-    """A :class:`~tf_symbolic_l2o.data.Dataset` from a dataset, a name (:func:`load_dataset`), arrays ``(x, y)``
-    (which also serve as the test set) or ``((x, y), (x_test, y_test))``; arrays have ``max(label) + 1`` classes."""
+    """A :class:`~tf_symbolic_l2o.data.Dataset` from a dataset, a name (:func:`load_dataset`), arrays ``(x, y)`` or
+    a ``tf.data.Dataset`` of ``(x, y)`` pairs or ``{"image", "label"}`` dicts, batched or not (read into memory
+    once); one such source also serves as the test set, a pair ``(train, test)`` of them gives both. Integer labels;
+    ``max(label) + 1`` classes."""
     if isinstance(dataset, str):
         return load_dataset(dataset, data_dir=data_dir, seed=seed)
     if hasattr(dataset, "split") and hasattr(dataset, "num_classes"):
         return dataset
+    if isinstance(dataset, tf.data.Dataset):
+        dataset = _arrays(dataset)
     if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
-        train, test = (dataset if isinstance(dataset[0], (tuple, list)) else (dataset, dataset))
+        if all(isinstance(part, (tuple, list, tf.data.Dataset)) for part in dataset):
+            train, test = (_arrays(part) if isinstance(part, tf.data.Dataset) else part for part in dataset)
+        else:
+            train = test = dataset
         labels = np.concatenate([np.ravel(train[1]), np.ravel(test[1])])
+        if labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+            raise ValueError("labels must be integer class ids >= 0 (not one-hot vectors or floats); convert them "
+                             "with argmax or astype(int)")
         return Dataset("arrays", train[0], train[1], test[0], test[1], int(labels.max()) + 1)
-    raise TypeError(f"dataset must be a Dataset, a dataset name or arrays (x, y), got {type(dataset).__name__}")
+    raise TypeError(f"dataset must be a Dataset, a dataset name, arrays (x, y) or a tf.data.Dataset, got "
+                    f"{type(dataset).__name__}")
+
+
+def _arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` arrays holding a whole ``tf.data.Dataset`` of ``(x, y)`` pairs or ``{"image", "label"}`` dicts
+    (batched or not: unbatched elements have scalar labels)."""
+    spec = ds.element_spec
+    if isinstance(spec, dict) and {"image", "label"} <= set(spec):
+        ds, spec = ds.map(lambda e: (e["image"], e["label"])), (spec["image"], spec["label"])
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError("a tf.data.Dataset for a task must yield (x, y) pairs or {'image', 'label'} dicts; map it "
+                         "to (x, y) first")
+    if spec[1].shape.rank == 0:  # one example per element
+        ds = ds.batch(1024)
+    batches = list(ds.as_numpy_iterator())
+    if not batches:
+        raise ValueError("the tf.data.Dataset is empty; give it some (x, y) examples")
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
 class KerasModelTask(Task):
@@ -112,7 +140,7 @@ class KerasModelTask(Task):
         self._x, self._y = self._fit_inputs(x, dtype), tf.constant(y, tf.int32)
         self._x_test = self._fit_inputs(self.dataset.x_test, dtype)
         self._y_test = tf.constant(self.dataset.y_test, tf.int32)
-        self._loss, self.loss_config = self._make_loss(loss)
+        self.loss_fn, self.loss_config = self._make_loss(loss)
         self._trainable = list(self.model.trainable_variables)
         not_float = [v.path for v in self._trainable if v.dtype != "float32"]
         if not_float:
@@ -120,8 +148,10 @@ class KerasModelTask(Task):
                              f"(a mixed-precision policy keeps float32 variables)")
         self._specs = [ParamSpec(v.path, tuple(v.shape), v.name if v.name in _SPEC_KINDS else "kernel")
                        for v in self._trainable]
-        self._initial = [tf.constant(v.numpy()) for v in self._trainable]
         self._initializers = _initializers(self.model, self._trainable)
+        # the construction values of the parameters without an initialiser (kept: the model's may be reassigned)
+        self._initial = [None if i is not None else tf.constant(v.numpy())
+                         for v, i in zip(self._trainable, self._initializers)]
         self.fixed_init = [v.path for v, i in zip(self._trainable, self._initializers) if i is None]
         self._init_state()
         self._predict = tf.function(lambda params, state, x: self.model.stateless_call(params, state, x)[0])
@@ -216,7 +246,7 @@ class KerasModelTask(Task):
         x, y, *rest = batch
         state = self._state_with_seed(rest[0][0] if rest else tf.zeros([2], tf.int32))
         out, _, losses = self.model.stateless_call(list(params), state, x, training=True, return_losses=True)
-        value = tf.reduce_mean(self._loss(y, out))
+        value = tf.reduce_mean(self.loss_fn(y, out))
         if losses:
             value = value + tf.add_n(losses)
         return tf.cast(value, tf.float32)
@@ -247,7 +277,7 @@ class KerasModelTask(Task):
         for start in range(0, n, batch_size):
             x, y = self._x_test[start:start + batch_size], self._y_test[start:start + batch_size]
             out = self._predict(params, state, x)
-            total_loss += float(tf.reduce_mean(self._loss(y, out))) * int(y.shape[0])
+            total_loss += float(tf.reduce_mean(self.loss_fn(y, out))) * int(y.shape[0])
             correct += int(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1, output_type=tf.int32), y), tf.int32)))
         return {"test_loss": total_loss / n, "test_accuracy": correct / n}
 

@@ -37,6 +37,11 @@ _KEYS = {
 _COMMON = {"name", "dataset", "batch_size", "init", "data_dir", "seed"}
 
 
+def task_keys(name: str | None) -> set[str]:
+    """The keys a spec of task ``name`` takes."""
+    return _COMMON | _KEYS.get(name, set())
+
+
 def available_tasks() -> list[str]:
     return list(TASKS)
 

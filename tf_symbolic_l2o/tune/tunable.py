@@ -117,6 +117,13 @@ class TunableRule(tf.Module):
     def forward(self, grad, state, step):
         return self._optimizer.forward(grad, state, step)
 
+    def split_state(self, state, sizes):
+        """One state per consecutive block of coordinates (the rule is coordinate-wise, so blocks update alone)."""
+        return self._optimizer.split_state(state, sizes)
+
+    def merge_state(self, states):
+        return self._optimizer.merge_state(states)
+
     def update(self, grad, state, step, params=None):
         return self._optimizer.update(grad, state, step)
 

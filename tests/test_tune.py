@@ -210,9 +210,20 @@ def _tiny_mlp_config():
                 meta_optimizer="adam", meta_lr=0.05, seed=2)
 
 
-def test_mirrored_tuning_equals_single_device():
+@pytest.mark.parametrize("optimizee", ["functional", "keras"])
+def test_mirrored_tuning_equals_single_device(optimizee, tmp_path):
+    """Two replicas tune the constants as one device does: on the functional MLP (second-order meta-gradients)
+    and on a Keras model file (first-order, the forward-mode window)."""
+    config = _tiny_mlp_config()
+    if optimizee == "keras":
+        import keras
+
+        path = tmp_path / "mlp.keras"
+        keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(10)]).save(path)
+        config.update(task={"name": "keras", "model": str(path), "dataset": "digits", "batch_size": 16},
+                      second_order=False)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(_tiny_mlp_config())], env=env,
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(config)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("@@")[-1])

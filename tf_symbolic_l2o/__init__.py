@@ -7,8 +7,8 @@ A rebuild of *Symbolic Learning to Optimize* (Zheng, Chen, Hu, Wang, ICLR 2022):
 3. distill closed-form rules by symbolic regression — :mod:`.distill`, in the canonical format of :mod:`.rules`;
 4. use the rules (and the LSTMs) as Keras optimizers — :mod:`.optimizers` — and train Keras models such as
    ResNet-50 with any of them — :mod:`.keras_training` (:mod:`.image_data`, :mod:`.tasks.keras_models`);
-5. meta-tune a rule's constants (or the paper's ψ family) on CNNs and ResNets — :mod:`.tune` — on one device or
-   several (:mod:`.distribute`);
+5. meta-tune a rule's constants (or the paper's ψ family) on CNNs, ResNets or any Keras model
+   (:class:`~.tasks.keras_task.KerasModelTask`) — :mod:`.tune` — on one device or several (:mod:`.distribute`);
 6. export rules and trained models as SavedModels — :mod:`.export`;
 
 and compare them with tuned baselines on a task suite — :mod:`.benchmark`.
@@ -31,11 +31,13 @@ from tf_symbolic_l2o.meta.evaluate import evaluate_optimizers, write_report
 from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
 from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicDM, SymbolicOptimizer, SymbolicRP, SymbolicRPsi
 from tf_symbolic_l2o.rules import Rule
+from tf_symbolic_l2o.tasks.keras_task import KerasModelTask
 from tf_symbolic_l2o.tasks.registry import available_tasks, make_task
 from tf_symbolic_l2o.tune import MetaTuner, TunableRule, TuneConfig, psi_rule
 
 __all__ = [
-    "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "LearnedOptimizer", "MetaTrainer", "Rule",
+    "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "KerasModelTask", "LearnedOptimizer",
+    "MetaTrainer", "Rule",
     "MetaTuner", "SymbolicDM", "SymbolicOptimizer", "SymbolicRP", "SymbolicRPsi", "TrainConfig", "TunableRule",
     "TuneConfig", "psi_rule",
     "available_optimizers", "available_tasks", "evaluate_optimizers", "load_l2o", "make_l2o", "make_task",

@@ -215,8 +215,8 @@ class Unroller:
     def _forward_window(self, theta, state, step0, seed, scale):
         """The first-order window in forward mode, for optimizers with few weights φ (a tunable rule): carry
         J_k = ∂θ_k/∂φ ([n, P]) along the unroll and accumulate Σ_k J_kᵀ g_k — the same meta-gradient as the
-        reverse-mode surrogate. Nothing is taped, so the steps run as a ``tf.while_loop`` and the memory is that of
-        plain training plus J, whatever the unroll length.
+        reverse-mode surrogate. Nothing is taped, so the steps run as a ``tf.while_loop`` (on one device) and the
+        memory is that of plain training plus J, whatever the unroll length.
 
         The rule is coordinate-wise, so the coordinates are cut into blocks of ``forward_block``, each with its
         own slice of the optimizer state and of J, updated one block after another (control dependencies): the
@@ -229,7 +229,9 @@ class Unroller:
         jacs = [tf.zeros([size, params.shape[0]], theta.dtype) for size in sizes]
         meta_grad = tf.zeros(params.shape, theta.dtype)
         total = tf.constant(0.0)
-        for k in tf.range(self.unroll):
+        # a tf.while_loop on one device; unrolled at trace time with replicas (their all-reduces cannot sit in a
+        # tf.while_loop under strategy.run)
+        for k in (tf.range(self.unroll) if self.replicas.count == 1 else range(self.unroll)):
             # one step at a time: overlapping iterations would hold two steps' temporaries at once
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             loss, grad = self._observe(theta, scale, seed, step0 + k)

@@ -402,8 +402,16 @@ def test_train_on_a_keras_model_file(tmp_path):
     assert config["task"]["name"] == "keras" and config["task"]["model"] == str(tmp_path / "mlp.keras")
     assert np.isfinite(pd.read_csv(run_dir / "metrics.csv")["meta_loss"]).all()
     assert "610 optimizee parameters" in result.output  # 64·8 + 8 + 8·10 + 10
-    assert_one_line_error(invoke("train", "--model", "resnet51", *tiny, "--out", tmp_path / "x"), "resnet51")
+    bad = {"resnet51": ("train", "resnet51"), tmp_path / "not.keras": ("train", "not.keras"),
+           tmp_path / "three.keras": ("train", "does not fit dataset 'digits'"),
+           tmp_path / "unbuilt.keras": ("tune", "--input-shape")}
     (tmp_path / "not.keras").write_text("not a model")
-    assert_one_line_error(invoke("train", "--model", tmp_path / "not.keras", *tiny, "--out", tmp_path / "x"),
-                          "not.keras")
+    keras.Sequential([keras.Input((64,)), keras.layers.Dense(3)]).save(tmp_path / "three.keras")
+    keras.Sequential([keras.layers.Dense(10)]).save(tmp_path / "unbuilt.keras")
+    for model, (command, fragment) in bad.items():
+        args = [command, "psi"] if command == "tune" else [command]
+        result = invoke(*args, "--model", model, *tiny, "--out", tmp_path / "x")
+        assert result.exit_code == 2, result.output
+        assert_one_line_error(result, fragment)
+        assert not (tmp_path / "x").exists(), (model, sorted(p.name for p in (tmp_path / "x").rglob("*")))
     assert not (tmp_path / "x").exists()

@@ -219,16 +219,18 @@ def is_chief(strategy=None) -> bool:
     return task_type == "worker" and index == 0 and not has_chief
 
 
-def worker_dir(path, strategy=None) -> Path:
+def worker_dir(path, strategy=None, create: bool = True) -> Path:
     """Where this process writes the files meant for ``path``: ``path`` itself on the chief (:func:`is_chief`),
     else the private folder ``path/.workers/<type>_<index>``, so only the chief's files are the real output.
 
     Every worker must still run the same code (including writing, e.g. a checkpoint, which may involve collective
-    operations); a non-chief may delete its folder afterwards. The folder is created if missing.
+    operations); a non-chief may delete its folder afterwards. The folder is created if missing, unless
+    ``create=False`` (for a writer that creates it once its inputs are checked, so bad input leaves nothing).
     """
     path = Path(path)
     task = _task(strategy)
     if task is not None and not is_chief(strategy):
         path = path / ".workers" / f"{task[0]}_{task[1]}"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path

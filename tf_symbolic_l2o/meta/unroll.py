@@ -216,7 +216,7 @@ class Unroller:
         """The first-order window in forward mode, for optimizers with few weights φ (a tunable rule): carry
         J_k = ∂θ_k/∂φ ([n, P]) along the unroll and accumulate Σ_k J_kᵀ g_k — the same meta-gradient as the
         reverse-mode surrogate. Nothing is taped, so the steps run as a ``tf.while_loop`` (on one device) and the
-        memory is that of plain training plus J, whatever the unroll length.
+        memory (plain training, the rule's state and J) does not grow with the unroll length.
 
         The rule is coordinate-wise, so the coordinates are cut into blocks of ``forward_block``, each with its
         own slice of the optimizer state and of J, updated one block after another (control dependencies): the

@@ -47,7 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"resnet20": {"name": "resnet", "depth": 20}, "resnet18": {"name": "resnet", "depth": 18},
           "cnn": {"name": "cnn"}, "resnet50": {"name": "keras", "model": "resnet50"}}
 JOBS = ("fit", "train", "tune", "tune2", "lstm")
-LABELS = {"fit": "plain Keras training (Adam)", "train": "train optimizee (Adam)", "tune": "meta-tune rule, first-order",
+LABELS = {"fit": "plain Keras training (Adam)", "train": "train optimizee (Adam)",
+          "tune": "meta-tune rule, first-order",
           "tune2": "meta-tune rule, second-order", "lstm": "meta-train LSTM (RP), first-order"}
 
 
@@ -201,8 +202,8 @@ def main() -> None:
         for _, row in sub[sub["job"].isin(["tune", "tune2"])].iterrows():
             if floor is not None and floor["peak_rss_mib"] == floor["peak_rss_mib"] and \
                     row["peak_rss_mib"] == row["peak_rss_mib"]:
-                print(f"{model}: {row['label']} / {LABELS[ref]}: peak RSS {row['peak_rss_mib'] / floor['peak_rss_mib']:.2f}×, "
-                      f"s per step {row['s_per_step'] / floor['s_per_step']:.2f}×")
+                memory, time_ = row["peak_rss_mib"] / floor["peak_rss_mib"], row["s_per_step"] / floor["s_per_step"]
+                print(f"{model}: {row['label']} / {LABELS[ref]}: peak RSS {memory:.2f}×, s per step {time_:.2f}×")
     print(f"wrote {out / 'tune_memory.csv'}, {out / 'tune_memory.png'}, {out / 'tune_memory.json'}; "
           f"wall time {time.perf_counter() - t_start:.0f} s")
 

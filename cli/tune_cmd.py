@@ -92,9 +92,9 @@ def tune(
     run_dir, dist = out or Path("runs") / "tune", _strategy(strategy, cpu_replicas)
     chief = is_chief(dist)  # under multiworker, only the chief prints
     with ProgressBar(chief and not no_progress, "meta-tune") as progress:
-        tuner = MetaTuner(None if resume else tune_config(rule, **task_options, **options), worker_dir(run_dir, dist, create=False),
-                          resume=resume, progress=progress, log=say if chief else None,
-                          epochs=options.get("epochs") if resume else None, strategy=dist)
+        config = None if resume else tune_config(rule, **task_options, **options)
+        tuner = MetaTuner(config, worker_dir(run_dir, dist, create=False), resume=resume, progress=progress,
+                          log=say if chief else None, epochs=options.get("epochs") if resume else None, strategy=dist)
         summary = interruptible(tuner.run, f"tfl2o tune --resume --out {run_dir}")
     if chief:
         summary["constants"] = ", ".join(f"{k}={v:.6g}" for k, v in summary.get("constants", {}).items())

@@ -219,7 +219,8 @@ def test_mirrored_tuning_equals_single_device(optimizee, tmp_path):
         import keras
 
         path = tmp_path / "mlp.keras"
-        keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(10)]).save(path)
+        L = keras.layers
+        keras.Sequential([keras.Input((64,)), L.Dense(8, activation="tanh"), L.Dense(10)]).save(path)
         config.update(task={"name": "keras", "model": str(path), "dataset": "digits", "batch_size": 16},
                       second_order=False)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -21,8 +21,8 @@ optimizee is needed. For an optimizer with a handful of weights (a tunable rule)
 forward mode instead, carrying ∂θ_k/∂φ: no tape at all, memory O(n·P) whatever the unroll length (the README's
 "Memory of meta-tuning" has the figures for ResNets); the coordinates are then processed in blocks of
 ``forward_block`` one after another, so the rule's temporaries are those of one block. ``second_order=True``
-differentiates through g_k(θ_k) too. Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop over the U steps is unrolled at trace
-time.
+differentiates through g_k(θ_k) too. Each window is one ``tf.function`` (optionally XLA-compiled); the Python loop
+over the U steps is unrolled at trace time.
 """
 
 from __future__ import annotations

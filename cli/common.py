@@ -40,6 +40,10 @@ ModelOption = Annotated[Optional[str], typer.Option(
 InputShapeOption = Annotated[Optional[str], typer.Option(
     help="Input shape of a --model that is not built, e.g. '32,32,3'.")]
 InitOption = Annotated[Optional[str], typer.Option(help="Optimizee initialisation: paper or keras.")]
+TaskFamilyOption = Annotated[Optional[str], typer.Option(
+    help="Meta-learn on a task family instead of one task: a name (default: MLPs, the CNN, ResNet-20, a Keras "
+         "model, an autoencoder at horizons 100-1,000; small) or a JSON file; each epoch draws a member and a "
+         "horizon. Replaces --task, --dataset and the other task options.")]
 EpochLenOption = Annotated[Optional[int], typer.Option(
     help="Steps per epoch (training horizon).", show_default="200")]
 UnrollOption = Annotated[Optional[int], typer.Option(help="Truncation length of the unrolls.", show_default="20")]

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, InputShapeOption, JitCompileOption,
                         MetaClipNormOption, ModelOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption,
-                        UnrollOption, check_positive, console, drop_none, fmt, int_list, interruptible, note_ignored,
+                        TaskFamilyOption, UnrollOption, check_positive, console, drop_none, fmt, int_list,
+                        interruptible, note_ignored,
                         number_list, parse_clip, parse_jit, print_run, say, split_list)
 
 _TRAIN_ARTIFACTS = (
@@ -40,6 +41,7 @@ def train(
     input_shape: InputShapeOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="128")] = None,
     init: InitOption = None,
+    task_family: TaskFamilyOption = None,
     features: Annotated[Optional[str], typer.Option(
         help="Override the L2O's input features, e.g. 'mt+gt' or 'mt+g+mom5'.")] = None,
     epochs: Annotated[Optional[int], typer.Option(
@@ -84,7 +86,7 @@ def train(
         "l2o": None if features is None else {"features": features},
         "task": task_spec(task, dataset=dataset, data_dir=data_dir, hidden=int_list(hidden, "--hidden"), depth=depth,
                           activation=activation, batch_size=batch_size, init=init, model=model,
-                          input_shape=int_list(input_shape, "--input-shape"))})
+                          input_shape=int_list(input_shape, "--input-shape"), family=task_family)})
     if meta_clip_norm is not None:
         options["meta_clip_norm"] = parse_clip(meta_clip_norm)
     run_dir = out or Path("runs") / (optimizer or TrainConfig.optimizer)

@@ -9,7 +9,7 @@ import typer
 
 from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, InputShapeOption, JitCompileOption,
                         MetaClipNormOption, ModelOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption,
-                        UnrollOption, check_positive, drop_none, interruptible, note_ignored, int_list, parse_clip,
+                        TaskFamilyOption, UnrollOption, check_positive, drop_none, interruptible, note_ignored, int_list, parse_clip,
                         parse_jit, print_run, say)
 
 _TUNE_ARTIFACTS = (
@@ -45,6 +45,7 @@ def tune(
     input_shape: InputShapeOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Optimizee minibatch size.", show_default="64")] = None,
     init: InitOption = None,
+    task_family: TaskFamilyOption = None,
     epochs: Annotated[Optional[int], typer.Option(
         help="Meta-tuning epochs (optimizee runs).", show_default="20")] = None,
     epoch_len: EpochLenOption = None,
@@ -86,7 +87,7 @@ def tune(
     if meta_clip_norm is not None:
         options["meta_clip_norm"] = parse_clip(meta_clip_norm)
     task_options = dict(task=task, dataset=dataset, data_dir=data_dir, depth=depth, batch_size=batch_size, init=init,
-                        model=model, input_shape=int_list(input_shape, "--input-shape"))
+                        model=model, input_shape=int_list(input_shape, "--input-shape"), family=task_family)
     if resume:
         note_ignored(ignored_on_resume({**options, **task_options, "RULE": rule}))
     run_dir, dist = out or Path("runs") / "tune", _strategy(strategy, cpu_replicas)

@@ -294,13 +294,14 @@ def record_to_file(source: str, out: str | Path, config: RecordConfig, task_spec
                    features: str | None = None, beta1: float | None = None, beta2: float | None = None,
                    split: str = "meta_train", progress: Callable[[int, int], None] | None = None) -> dict:
     """Record ``source`` (see :func:`resolve_source`) and write ``out`` + manifest. Returns the manifest."""
+    from tf_symbolic_l2o.tasks.family import primary_task
     from tf_symbolic_l2o.tasks.registry import make_task, normalize_task_spec
 
     out = Path(out)
     if out.suffix != ".npy":
         raise ValueError(f"the output must be a .npy file, got {out}")
     src = resolve_source(source)
-    spec = normalize_task_spec(task_spec if task_spec is not None else src["task"])
+    spec = primary_task(normalize_task_spec(task_spec if task_spec is not None else src["task"]))
     fs = src["features"]
     if features is not None or beta1 is not None or beta2 is not None:
         fs = FeatureSet(features or fs.spec, fs.beta1 if beta1 is None else beta1,

@@ -77,6 +77,7 @@ def evaluate_run(run_dir: str | Path, rules: Sequence[str | Path] = (), runs: in
     from tf_symbolic_l2o.meta.evaluate import DEFAULT_BASELINES, DEFAULT_LR_GRID, evaluate_optimizers, write_report
     from tf_symbolic_l2o.rules.coordinate import RuleOptimizer
     from tf_symbolic_l2o.rules.rule import Rule
+    from tf_symbolic_l2o.tasks.family import primary_task
     from tf_symbolic_l2o.tasks.registry import make_task
 
     log = log or (lambda msg: None)
@@ -87,7 +88,7 @@ def evaluate_run(run_dir: str | Path, rules: Sequence[str | Path] = (), runs: in
     steps = steps or config.horizons[-1]
     out = Path(out) if out is not None else Path(run_dir) / "eval"
     baselines = DEFAULT_BASELINES if baselines is None else tuple(baselines)
-    task = config.task
+    task = primary_task(config.task)  # a task family's runs are evaluated on its first member
     log(f"evaluating {label} from {run_dir} on {task['name']}{' / ' + task['dataset'] if 'dataset' in task else ''}: "
         f"{runs} runs × {steps} steps, baselines {', '.join(baselines) or 'none'}")
     results, tuning = evaluate_optimizers(learned, make_task(task, split="meta_train"), make_task(task, split="eval"),

@@ -25,6 +25,7 @@ Sub-streams within one optimizee run (the counter after a run's seed):
 ``BATCHES``        1      the minibatch stream; step ``k`` draws from ``step_seed(step_seed(run, BATCHES), k)``
 ``SCALE``          2      the random objective scaling of a meta-training epoch
 ``COIN``           3      a meta-training epoch's imitation coin
+``FAMILY``         4      which member of a task family (and which horizon) a meta-training epoch trains on
 =================  =====  ==========================================================================================
 """
 
@@ -35,7 +36,7 @@ from typing import Any
 import tensorflow as tf
 
 TRAINING, VALIDATION, EVALUATION, LR_TUNING, RECORDING, STATISTICS = 1, 2, 7, 8, 11, 13
-INIT, BATCHES, SCALE, COIN = 0, 1, 2, 3
+INIT, BATCHES, SCALE, COIN, FAMILY = 0, 1, 2, 3, 4
 
 
 def step_seed(seed: Any, *counters: Any) -> tf.Tensor:

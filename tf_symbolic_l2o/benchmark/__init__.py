@@ -3,7 +3,7 @@ and symbolic optimizers, cached raw curves, metrics and a results report.
 
 One job per module:
 
-* :mod:`.tasks`      — the small functional tasks the suite adds (2-D Rosenbrock, a digits autoencoder);
+* :mod:`.tasks`      — the small functional task the suite adds (2-D Rosenbrock);
 * :mod:`.suite`      — the task suites (``smoke``, ``full``): tiers, step budgets, splits, seeds, LR grids;
 * :mod:`.optimizers` — the optimizers compared, by name (Adam, AdamW, SGD+momentum, RMSprop, Lion from
   :mod:`tf_symbolic_l2o.functional`; the shipped L2O and rules);

@@ -71,6 +71,7 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
                   "tuned Adam's (mean) loss at half / all of the budget; speed-up = Adam's steps to its final loss ÷ "
                   "the run's; mean ± std over the seeds that reach it (how many, when not all). ms/step: mean ± "
                   "std over runs. The learning rate and the state size are settings, not measurements.", ""]
+    members = {t["name"]: t.get("default_family_member") for t in (suite or {}).get("tasks", [])}
     header = ("| optimizer | lr | final train loss | test metric | steps to Adam@50 % | steps to Adam@100 % | "
               "speed-up vs Adam | diverged | ms/step | state B/param |")
     for tier in dict.fromkeys(metrics["tier"]):
@@ -80,7 +81,8 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
             first = sub.iloc[0]
             lines += [f"### {task} ({int(first.steps)} steps, {int(first.num_params)} parameters, "
                       f"{int(first.seeds)} seed{'s' if first.seeds > 1 else ''}; test metric: "
-                      f"{first.test_metric.replace('_', ' ')})", "", header, "|---" * 10 + "|"]
+                      f"{first.test_metric.replace('_', ' ')})", "", *_family_note(members, task),
+                      header, "|---" * 10 + "|"]
             best = sub["final_loss_mean"].min()
             for _, r in sub.iterrows():
                 fl = f"{_fmt(r.final_loss_mean)} ± {_fmt(r.final_loss_std, 2)}"
@@ -109,6 +111,16 @@ def markdown_table(metrics: pd.DataFrame, profile: pd.DataFrame | None = None, s
         lines.append("")
     lines += symbolic_lines(metrics)
     return "\n".join(lines)
+
+
+def _family_note(members: dict, task: str) -> list[str]:
+    """The line under a task's heading saying whether the ``default`` task family trains on it (suites saved before
+    the families say nothing)."""
+    if task not in members:
+        return []
+    member = members[task]
+    return [f"Meta-training task: the `default` family's `{member}` member has this optimizee and data.", ""] \
+        if member else ["Held out: no member of the `default` task family has this optimizee and data.", ""]
 
 
 #: The learned optimizer the symbolic rules are compared with in closed loop (the suite's LSTM).

@@ -50,8 +50,8 @@ class BenchmarkTask:
     Args:
         name: unique name in the suite (used in paths and tables).
         tier: one of :data:`TIERS`.
-        spec: a :func:`~tf_symbolic_l2o.tasks.registry.make_task` spec, or ``{"name": "rosenbrock", …}`` /
-            ``{"name": "autoencoder", "dataset": "digits", …}`` for the benchmark's own tasks.
+        spec: a :func:`~tf_symbolic_l2o.tasks.registry.make_task` spec, or ``{"name": "rosenbrock", …}`` for the
+            benchmark's own task.
         steps: the fixed step budget of every run.
         description: one line for the report.
     """
@@ -81,18 +81,25 @@ class BenchmarkTask:
             from tf_symbolic_l2o.benchmark.tasks import RosenbrockTask
 
             return RosenbrockTask(name=self.name, **spec)
-        if kind == "autoencoder":
-            from tf_symbolic_l2o.benchmark.tasks import AutoencoderTask
-            from tf_symbolic_l2o.data import load_dataset
-
-            ds = load_dataset(spec.pop("dataset", "digits"), seed=int(spec.pop("seed", 0)), flatten=True)
-            return AutoencoderTask(ds, split=split, name=self.name, **spec)
         from tf_symbolic_l2o.tasks.registry import make_task
 
         return make_task({"name": kind, **spec}, split=split)
 
+    @property
+    def trained_on(self) -> str | None:
+        """The member of the ``default`` task family with this task's optimizee and data (the shipped optimizers
+        were meta-trained on it), or ``None``: held out."""
+        from tf_symbolic_l2o.tasks.family import family_contains
+        from tf_symbolic_l2o.tasks.registry import normalize_task_spec
+
+        if self.spec.get("name") == "rosenbrock":
+            return None
+        return family_contains(normalize_task_spec({"name": "family", "family": "default"}),
+                               normalize_task_spec(self.spec))
+
     def config(self) -> dict:
-        return {"name": self.name, "tier": self.tier, "spec": dict(self.spec), "steps": int(self.steps)}
+        return {"name": self.name, "tier": self.tier, "spec": dict(self.spec), "steps": int(self.steps),
+                "default_family_member": self.trained_on}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ class TrainConfig:
         optimizer: ``dm``, ``rp``, ``rp_s`` or ``rp_si``.
         l2o: overrides of the preset (``features``, ``preproc``, ``lstm``, …).
         task: task spec (see :mod:`tf_symbolic_l2o.tasks.registry`); default MLP 784-30-20-10 on the MNIST subset.
+            A task family (:mod:`tf_symbolic_l2o.tasks.family`) draws a member and a horizon per epoch.
         epochs: number of optimizee runs (50 by default, so the offline default job takes minutes; the paper: 200).
         epoch_len: steps per run (the training horizon); a multiple of ``unroll``.
         unroll: truncation length U.
@@ -88,6 +89,14 @@ class TrainConfig:
             if h % self.unroll:
                 raise ValueError(f"horizon {h} is not a multiple of unroll {self.unroll}; "
                                  f"choose epoch_len/curriculum as multiples of the unroll")
+        if self.task.get("name") == "family":
+            if self.curriculum:
+                raise ValueError("a task family gives each member its own horizons; drop the curriculum")
+            for member in self.task["members"]:
+                bad = [h for h in member["horizons"] or [] if h % self.unroll]
+                if bad:
+                    raise ValueError(f"task family member {member['label']!r}: horizon(s) {bad} are not multiples "
+                                     f"of unroll {self.unroll}; choose an unroll that divides every horizon")
 
     def _check_optimizer(self) -> None:
         if self.optimizer not in available_optimizers():

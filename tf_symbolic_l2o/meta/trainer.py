@@ -10,7 +10,11 @@ Options from the paper and its TF baselines:
 * curriculum (``curriculum=[100, 200, 500]``): the horizon grows to the next length when the validation loss has not
   improved for ``curriculum_patience`` validations (the best weights are restored first);
 * imitation (``imitation_prob=0.3``): with that probability an epoch trains the L2O to reproduce Adam(0.01)'s steps;
-* random scaling (``random_scale=b``): per epoch, the objective becomes f(θ ⊙ r), r = exp(U(−b, b)) per coordinate.
+* random scaling (``random_scale=b``): per epoch, the objective becomes f(θ ⊙ r), r = exp(U(−b, b)) per coordinate;
+* a task family (``task={"name": "family", …}``, :mod:`tf_symbolic_l2o.tasks.family`): each epoch draws one member
+  task and one horizon; every member's meta-loss (and validation loss) is divided by its loss scale — measured at the
+  start as learning-rate-tuned Adam's mean training loss on it, and kept in ``config.json`` — so that no task
+  dominates; validation averages the members' normalised final losses, and ``metrics.csv`` gains a ``task`` column.
 
 A run directory holds ``config.json``, ``metrics.csv``, ``checkpoints/`` (``tf.train.CheckpointManager``),
 ``tensorboard/`` and, at the end, ``l2o/`` (config, weights and a SavedModel of the selected L2O).
@@ -34,9 +38,13 @@ from tf_symbolic_l2o.io import atomic_write_json, atomic_write_text, read_json
 from tf_symbolic_l2o.meta.config import TrainConfig
 from tf_symbolic_l2o.meta.learner import LSTMLearner, MetaLearner
 from tf_symbolic_l2o.meta.unroll import Unroller, make_rollout
-from tf_symbolic_l2o.seeds import BATCHES, COIN, INIT, SCALE, TRAINING, VALIDATION, step_seed
+from tf_symbolic_l2o.seeds import BATCHES, COIN, INIT, LR_TUNING, SCALE, TRAINING, VALIDATION, step_seed
 from tf_symbolic_l2o.tasks.base import Task
+from tf_symbolic_l2o.tasks.family import draw_member, is_family, member_horizons
 from tf_symbolic_l2o.tasks.registry import make_task, task_keys as _task_keys
+
+#: Adam learning rates tried when a family member's loss scale is measured (the best mean training loss wins).
+NORM_LR_GRID = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 #: How ``config.json`` names a model given as an object (it cannot be rebuilt from the file).
 IN_MEMORY = "<in-memory model"
@@ -108,19 +116,34 @@ class MetaTrainer:
         elif task is None and str(config.task.get("model", "")).startswith(IN_MEMORY):
             raise ValueError(f"the run in {self.run_dir} was made on a model object ({config.task['model']}); "
                              f"resume it with task=KerasModelTask(model, data), the same model and data")
-        self.config = config
-        self.task: Task = task if task is not None else make_task(config.task, split="meta_train")
+        self.family = config.task if is_family(config.task) else None
+        if self.family is not None and estimator is not None:
+            raise ValueError("a custom estimator meta-trains on one task; use a single task, not a task family")
+        self.tasks: list[Task] = ([make_task(m["task"], split="meta_train") for m in self.family["members"]]
+                                  if self.family is not None else
+                                  [task if task is not None else make_task(config.task, split="meta_train")])
+        self.task: Task = self.tasks[0]
         self.num_coords = self.task.num_params
+        if self.family is not None and any(m["norm"] is None for m in self.family["members"]):
+            config = dataclasses.replace(config, task=self._measure_norms(config))
+            self.family = config.task
+        self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.learned = self.learner.build(config)
             self.meta_optimizer = self.learner.meta_optimizer(config)
             self.meta_optimizer.build(self.learned.trainable_variables)
         self.teacher = Baseline("adam", config.imitation_lr) if config.imitation_prob > 0 else None
-        self.unroller = estimator or Unroller(self.task, self.learned, self.meta_optimizer, config.unroll,
-                                              config.jit_compile, config.meta_clip_norm, self.teacher,
-                                              strategy=strategy, second_order=config.second_order)
-        self.rollout = make_rollout(self.task, self.learned, self.unroller.jit_compile)
+        norms = [m["norm"] for m in self.family["members"]] if self.family is not None else [1.0]
+        self.unrollers = [estimator or Unroller(t, self.learned, self.meta_optimizer, config.unroll,
+                                                config.jit_compile, config.meta_clip_norm, self.teacher,
+                                                strategy=strategy, second_order=config.second_order,
+                                                meta_loss_scale=1.0 / norm)
+                          for t, norm in zip(self.tasks, norms)]
+        self.norms = norms
+        self.unroller = self.unrollers[0]
+        self.rollouts = [make_rollout(t, self.learned, self.unroller.jit_compile) for t in self.tasks]
+        self.rollout = self.rollouts[0]
         # run state that lives in the checkpoint
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="curriculum_stage")
@@ -146,9 +169,45 @@ class MetaTrainer:
             saved["epochs"] = int(epochs)
         return self.learner.config_class.from_dict(saved)
 
+    def _measure_norms(self, config) -> dict:
+        """The family spec with every missing member ``norm`` filled in: with normaliser ``adam``, the mean
+        training loss of Adam over the member's longest horizon at the best learning rate of
+        :data:`NORM_LR_GRID` (one run from a seed of the run's own ``LR_TUNING`` stream)."""
+        from tf_symbolic_l2o.functional.registry import make_optimizer
+        from tf_symbolic_l2o.harness import Harness
+
+        family = config.task
+        members = []
+        for i, (member, task) in enumerate(zip(family["members"], self.tasks)):
+            if member["norm"] is None:
+                steps = max(member_horizons(member, config.horizons))
+                lr = tf.Variable(NORM_LR_GRID[0], dtype=tf.float32, trainable=False)
+                harness = Harness(task, make_optimizer("adam", lr))
+                scores = []
+                for value in NORM_LR_GRID:
+                    lr.assign(value)
+                    losses = harness.run(step_seed(config.seed, LR_TUNING, i), steps).losses
+                    scores.append(float(np.mean(losses)) if np.all(np.isfinite(losses)) else float("inf"))
+                best = float(np.min(scores))
+                if not (np.isfinite(best) and best > 0):
+                    raise ValueError(f"cannot measure the loss scale of family member {member['label']!r}: Adam "
+                                     f"diverged at every learning rate of {list(NORM_LR_GRID)} (or reached loss "
+                                     f"0); give the member a 'norm'")
+                self.log(f"loss scale of {member['label']}: {best:.4g} (Adam lr "
+                         f"{NORM_LR_GRID[int(np.argmin(scores))]:g}, {steps} steps)")
+                member = {**member, "norm": best}
+            members.append(member)
+        return {**family, "members": members}
+
     def describe(self) -> str:
         """One line: what is meta-learned, on what, for how long, and where."""
         cfg = self.config
+        if self.family is not None:
+            labels = ", ".join(m["label"] for m in self.family["members"])
+            return (f"{self.learner.label} {self.learner.describe(self.learned, cfg)} on the task family "
+                    f"{self.family['family']} ({labels}): {cfg.epochs} epochs, one member and horizon drawn per "
+                    f"epoch, unroll {cfg.unroll}, {self.strategy.num_replicas_in_sync} replica(s), run directory "
+                    f"{self.run_dir}")
         dataset = f" / {cfg.task['dataset']}" if "dataset" in cfg.task else ""
         return (f"{self.learner.label} {self.learner.describe(self.learned, cfg)} on {cfg.task['name']}{dataset}: "
                 f"{cfg.epochs} epochs, horizon {'→'.join(str(h) for h in cfg.horizons)}, unroll {cfg.unroll}, "
@@ -177,50 +236,67 @@ class MetaTrainer:
         return self.config.horizons[int(self.stage.numpy())]
 
     # -- one epoch ------------------------------------------------------------------------------------------
-    def _fresh_run(self, seed):
-        theta = self.task.flatten(self.task.init_params(step_seed(seed, INIT)))
+    def _fresh_run(self, seed, task: Task | None = None):
+        task = task or self.task
+        theta = task.flatten(task.init_params(step_seed(seed, INIT)))
         if self.config.random_scale <= 0:
             return theta, None  # r = 1
         b = self.config.random_scale
-        scale = tf.exp(tf.random.stateless_uniform([self.num_coords], step_seed(seed, SCALE), -b, b))
+        scale = tf.exp(tf.random.stateless_uniform([task.num_params], step_seed(seed, SCALE), -b, b))
         return theta / scale, scale
 
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.config
         seed = step_seed(cfg.seed, TRAINING, epoch)
-        theta, scale = self._fresh_run(seed)
-        state = self.learned.init_state(self.num_coords)
+        if self.family is not None:
+            index, horizon = draw_member(self.family, seed, cfg.horizons)
+        else:
+            index, horizon = 0, self._horizon()
+        task, unroller, norm = self.tasks[index], self.unrollers[index], self.norms[index]
+        n = task.num_params
+        theta, scale = self._fresh_run(seed, task)
+        state = self.learned.init_state(n)
         coin = float(tf.random.stateless_uniform([], step_seed(seed, COIN)))
         imitate = self.teacher is not None and coin < cfg.imitation_prob
-        teacher_state = self.teacher.init_state(self.num_coords) if imitate else None
-        horizon = self._horizon()
+        teacher_state = self.teacher.init_state(n) if imitate else None
         batch_seed = step_seed(seed, BATCHES)
-        meta_losses, norms = [], []
+        meta_losses, grad_norms = [], []
         last = float("nan")
         for w in range(horizon // cfg.unroll):
             step0 = tf.constant(w * cfg.unroll, tf.int32)
             if imitate:
-                ml, last, norm, theta, state, teacher_state = self.unroller.imitation_window(
+                ml, last, grad_norm, theta, state, teacher_state = unroller.imitation_window(
                     theta, state, teacher_state, step0, batch_seed, scale)
             else:
-                ml, last, norm, theta, state = self.unroller.train_window(theta, state, step0, batch_seed, scale)
+                ml, last, grad_norm, theta, state = unroller.train_window(theta, state, step0, batch_seed, scale)
             meta_losses.append(float(ml))
-            norms.append(float(norm))
+            grad_norms.append(float(grad_norm))
             last = float(last)
-        return {"epoch": epoch, "horizon": horizon, "mode": "imitation" if imitate else "unroll",
-                "meta_loss": float(np.mean(meta_losses)), "final_loss": last,
-                "meta_grad_norm": float(np.mean(norms))}
+        row = {"epoch": epoch}
+        if self.family is not None:  # losses in units of the member's loss scale
+            row["task"] = self.family["members"][index]["label"]
+        return {**row, "horizon": horizon, "mode": "imitation" if imitate else "unroll",
+                "meta_loss": float(np.mean(meta_losses)) / (1.0 if imitate else norm), "final_loss": last / norm,
+                "meta_grad_norm": float(np.mean(grad_norms))}
 
     def validate(self, horizon: int | None = None) -> float:
-        """Mean final-loss (average of the last 10 % of steps) over ``val_runs`` fixed validation runs."""
-        horizon = horizon or self._horizon()
+        """Mean final-loss (average of the last 10 % of steps) over ``val_runs`` fixed validation runs; for a task
+        family, the mean over its members of that loss divided by the member's loss scale, each at the member's
+        longest horizon (unless ``horizon`` is given)."""
+        if self.family is None:
+            return self._validate_task(0, horizon or self._horizon())
+        return float(np.mean([self._validate_task(i, horizon or max(member_horizons(m, self.config.horizons)))
+                              / self.norms[i] for i, m in enumerate(self.family["members"])]))
+
+    def _validate_task(self, index: int, horizon: int) -> float:
+        task, rollout = self.tasks[index], self.rollouts[index]
         tail = max(1, horizon // 10)
         finals = []
         for r in range(self.config.val_runs):
             seed = step_seed(self.config.seed, VALIDATION, r)
-            theta, scale = self._fresh_run(seed)
-            _, _, losses = self.rollout(theta, self.learned.init_state(self.num_coords), step_seed(seed, BATCHES),
-                                        scale, tf.constant(0), tf.constant(horizon))
+            theta, scale = self._fresh_run(seed, task)
+            _, _, losses = rollout(theta, self.learned.init_state(task.num_params), step_seed(seed, BATCHES),
+                                   scale, tf.constant(0), tf.constant(horizon))
             losses = losses.numpy()
             finals.append(float(np.mean(losses[-tail:])) if np.all(np.isfinite(losses)) else float("inf"))
         return float(np.mean(finals))
@@ -301,9 +377,12 @@ class MetaTrainer:
         summary = {"optimizer": self.config.optimizer, "epochs": self.config.epochs,
                    "selected": "best_validation" if use_best else "last",
                    "best_val_loss": float(self.best_val.numpy()) if use_best else None,
-                   "train_seconds_this_session": seconds, "num_coords": self.num_coords,
+                   "train_seconds_this_session": seconds, "num_coords": max(t.num_params for t in self.tasks),
                    "l2o_params": int(sum(np.prod(v.shape) for v in self.learned.trainable_variables)),
                    "jit_compile": self.unroller.jit_compile}
+        if self.family is not None:
+            summary["family"] = self.family["family"]
+            summary["family_tasks"] = [m["label"] for m in self.family["members"]]
         self.learner.export(self.learned, self.config, self.run_dir, summary)
         atomic_write_json(self.run_dir / "summary.json", summary)
         return summary

@@ -87,15 +87,16 @@ class TuneConfig(TrainConfig):
 
 def tune_config(rule: str | None, task: str | None = None, dataset: str | None = None, data_dir=None,
                 depth: int | None = None, batch_size: int | None = None, init: str | None = None,
-                model: str | None = None, input_shape: list[int] | None = None, **options) -> TuneConfig:
+                model: str | None = None, input_shape: list[int] | None = None, family: str | None = None,
+                **options) -> TuneConfig:
     """A tuning config from command-line style arguments: ``rule`` is resolved (a rule.json, a shipped rule's name,
     or ``psi[:FEATURES[:LAGS]]``), the task options (``None`` = not given; a ``model`` means the ``keras`` task) are
-    merged over :data:`DEFAULT_TUNE_TASK` when the task is the default CNN, and ``options`` are :class:`TuneConfig`
-    fields."""
+    merged over :data:`DEFAULT_TUNE_TASK` when the task is the default CNN, ``family`` (a name or JSON file) gives a
+    task family instead, and ``options`` are :class:`TuneConfig` fields."""
     if rule is None:
         raise ValueError("give the RULE to tune (a rule.json, a shipped rule name or psi), or --resume a run")
     spec = task_spec(task, DEFAULT_TUNE_TASK, dataset=dataset, data_dir=data_dir, depth=depth, batch_size=batch_size,
-                     init=init, model=model, input_shape=input_shape)
+                     init=init, model=model, input_shape=input_shape, family=family)
     return TuneConfig(rule=resolve_rule(rule).to_dict(), **({"task": spec} if spec else {}), **options)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -103,6 +104,18 @@ def test_optimizer_errors_and_state_size():
         make_optimizer("adagrad", 0.1)
     with pytest.raises(ValueError, match="untuned"):
         make_optimizer("symbolic_rp", 0.1)
+    with pytest.raises(ValueError, match="needs a learning rate"):
+        make_optimizer("symbolic_rp+lr")
+    # a preset's tuned twin: the same rule, its step times the multiplier, the same state
+    plain, scaled = make_optimizer("symbolic_rp"), make_optimizer("symbolic_rp+lr", tf.Variable(0.25))
+    g = tf.constant([0.3, -1.2, 0.0, 2.0])
+    sp, ss = plain.init_state(4), scaled.init_state(4)
+    for t in range(1, 4):
+        dp, sp = plain.update(g * t, sp, t)
+        ds, ss = scaled.update(g * t, ss, t)
+        np.testing.assert_allclose(ds.numpy(), 0.25 * dp.numpy(), rtol=1e-6, atol=1e-12)
+    assert np.any(dp.numpy() != 0)
+    assert state_bytes_per_param(scaled, 10) == state_bytes_per_param(plain, 10)
     assert state_bytes_per_param(AdamW(1e-3), 10) == 8.0  # m and v
     assert state_bytes_per_param(Lion(1e-3), 10) == 4.0
 
@@ -141,6 +154,9 @@ def test_smoke_runs_end_to_end(smoke):
     selection = {r.seed for r in runner.records if r.phase == "selection"}
     assert selection.isdisjoint({r.seed for r in finals})
     # tuned optimizers ran their final seeds at a grid learning rate; shipped ones untuned
+    profile_columns = pd.read_csv(out / "report" / "profile.csv").columns
+    assert {"SymbolicRP()", "SymbolicRP(learning_rate tuned)"} <= set(profile_columns)  # named as users call them
+    assert "symbolic_rp" not in profile_columns
     for r in finals:
         if r.optimizer in suite.lr_grids and r.optimizer != "symbolic_rp":
             assert r.learning_rate in suite.lr_grids[r.optimizer]
@@ -349,7 +365,7 @@ def test_readme_table_is_generated_from_saved_curves(smoke, tmp_path):
     from tf_symbolic_l2o.artifacts import saved_models_dir
 
     r2 = json.loads((saved_models_dir() / "symbolic_rp" / "rule.json").read_text())["metadata"]["r2_test"]
-    assert "R² vs teacher" in table and f"| symbolic RP | {r2:.3f} |" in table
+    assert "R² vs teacher" in table and f"| SymbolicRP() | {r2:.3f} |" in table
     readme.write_text("no block here\n")
     res = CliRunner().invoke(app, ["benchmark", "--out", str(out), "--report-only", "--readme", str(readme)])
     assert res.exit_code == 2 and readme.read_text() == "no block here\n"  # left untouched

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tf_symbolic_l2o.benchmark.metrics import performance_profile, profile_by_seed, task_metrics
-from tf_symbolic_l2o.benchmark.optimizers import LABELS, RULES, artifact_path
+from tf_symbolic_l2o.benchmark.optimizers import LABELS, PRESETS, RULES, TUNED_PRESETS, artifact_path
 from tf_symbolic_l2o.benchmark.records import load_records
 from tf_symbolic_l2o.io import atomic_directory, atomic_write_text
 from tf_symbolic_l2o.rules import Rule
@@ -252,7 +252,9 @@ def build_report(out_dir: str | Path, records: Sequence | None = None, suite_con
     profile = performance_profile(metrics)
     with atomic_directory(out_dir / REPORT_DIR) as tmp:
         metrics.to_csv(tmp / "metrics.csv", index=False)
-        profile.to_csv(tmp / "profile.csv", index=False)
+        # the presets' columns are named as users call them: SymbolicRP(), SymbolicRP(learning_rate tuned), …
+        profile.rename(columns={k: LABELS[k] for k in (*PRESETS, *TUNED_PRESETS)}).to_csv(tmp / "profile.csv",
+                                                                                      index=False)
         (tmp / "results.md").write_text(markdown_table(metrics, profile, suite_config), encoding="utf-8")
         plot_loss_curves(records, tmp / "loss_curves.png")
         plot_performance_profile(profile, tmp / "performance_profile.png")

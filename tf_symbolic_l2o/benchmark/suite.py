@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from tf_symbolic_l2o.benchmark.optimizers import is_tunable, known_optimizer
+from tf_symbolic_l2o.benchmark.optimizers import PRESET_LR_GRID, TUNED_PRESETS, is_tunable, known_optimizer
 from tf_symbolic_l2o.tasks.base import Task
 
 TIERS = ("sanity", "meta_train_family", "generalisation", "different_domain")
@@ -37,10 +37,11 @@ DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
     "rmsprop": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
     "momentum": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
     "lion": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    **{name: PRESET_LR_GRID for name in TUNED_PRESETS},  # multipliers of the presets' native steps
 }
 FULL_OPTIMIZERS = ("adam", "adamw", "momentum", "rmsprop", "lion",
                    "rp_mnist_mlp", "symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si",
-                   "symbolic_dm")
+                   "symbolic_dm", *TUNED_PRESETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +189,8 @@ def smoke_suite() -> Suite:
                       "logistic regression on digits"),
     )
     grids = {"adam": (1e-2, 1e-1), "adamw": (1e-2, 1e-1), "lion": (1e-3, 1e-2), "momentum": (1e-3, 1e-2),
-             "rmsprop": (1e-2, 1e-1)}
-    return Suite("smoke", tasks, ("adam", "adamw", "lion", "symbolic_rp"), selection_seeds=(1000,),
+             "rmsprop": (1e-2, 1e-1), "symbolic_rp+lr": (0.3, 1.0)}
+    return Suite("smoke", tasks, ("adam", "adamw", "lion", "symbolic_rp", "symbolic_rp+lr"), selection_seeds=(1000,),
                  final_seeds=(0,), lr_grids=grids)
 
 

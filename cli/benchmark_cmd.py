@@ -23,6 +23,9 @@ def benchmark(
         "runs/benchmark"),
     seeds: Annotated[Optional[int], typer.Option(
         help="Number of final seeds (seeds 0…N−1).", show_default="the suite's (smoke 1, full 3)")] = None,
+    horizon_scale: Annotated[int, typer.Option(
+        help="Run every task for N times its step budget (e.g. 5: do the optimizers hold up past the horizon they "
+             "were meta-trained at?); use another --out.")] = 1,
     report_only: Annotated[bool, typer.Option(
         "--report-only", help="Rebuild the report from the saved curves in --out without running anything.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Do not print a line per finished step.")] = False,
@@ -34,7 +37,7 @@ def benchmark(
     optimizers on a task suite; cached runs are reused, and the report is written to OUT/report."""
     if suite not in SUITE_NAMES:
         raise ValueError(f"--suite takes {' or '.join(SUITE_NAMES)}, got {suite!r}")
-    check_positive(seeds=seeds)
+    check_positive(seeds=seeds, horizon_scale=horizon_scale)
     from tf_symbolic_l2o.benchmark.report import REPORT_DIR, build_report, write_into_readme
     from tf_symbolic_l2o.benchmark.runner import run_benchmark
     from tf_symbolic_l2o.benchmark.suite import get_suite
@@ -42,7 +45,7 @@ def benchmark(
     if report_only:
         folder = build_report(out)
     else:
-        s = get_suite(suite, seeds)
+        s = get_suite(suite, seeds, horizon_scale)
         typer.echo(f"benchmark suite {s.name}: {len(s.tasks)} tasks, {len(s.optimizers)} optimizers, final seeds "
                    f"{list(s.final_seeds)}, output {out}")
         runner = run_benchmark(s, out, log=None if no_progress else typer.echo)

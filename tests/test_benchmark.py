@@ -94,6 +94,16 @@ def test_lion_matches_numpy_and_keras(traj, wd):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_horizon_scale_multiplies_every_budget():
+    base, long = get_suite("full"), get_suite("full", horizon_scale=5)
+    assert long.name == "full_x5" and [t.steps for t in long.tasks] == [5 * t.steps for t in base.tasks]
+    assert long.final_seeds == base.final_seeds and long.optimizers == base.optimizers
+    assert get_suite("full", horizon_scale=1) == base
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            get_suite("smoke", horizon_scale=bad)
+
+
 def test_optimizer_errors_and_state_size():
     with pytest.raises(ValueError, match="needs the parameters"):
         AdamW(1e-3).update(tf.ones([4]), AdamW(1e-3).init_state(4), 1)  # weight decay without θ

@@ -151,6 +151,17 @@ class Suite:
     def with_final_seeds(self, seeds: Sequence[int]) -> "Suite":
         return dataclasses.replace(self, final_seeds=tuple(int(s) for s in seeds))
 
+    def with_horizon_scale(self, scale: int) -> "Suite":
+        """The suite at ``scale`` × every task's step budget (named ``<name>_x<scale>``): do the optimizers keep
+        working past the horizon they were meta-trained at? The baselines' learning rates are tuned at the new
+        budget too."""
+        if isinstance(scale, bool) or int(scale) != scale or scale < 1:
+            raise ValueError(f"the horizon scale must be a positive integer, got {scale!r}")
+        if scale == 1:
+            return self
+        tasks = tuple(dataclasses.replace(t, steps=int(t.steps) * int(scale)) for t in self.tasks)
+        return dataclasses.replace(self, name=f"{self.name}_x{int(scale)}", tasks=tasks)
+
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "tasks": [t.config() for t in self.tasks], "optimizers": list(self.optimizers),
                 "selection_seeds": list(self.selection_seeds), "final_seeds": list(self.final_seeds),
@@ -197,8 +208,9 @@ def smoke_suite() -> Suite:
 SUITES = {"smoke": smoke_suite, "full": full_suite}
 
 
-def get_suite(name: str, final_seeds: int | Sequence[int] | None = None) -> Suite:
-    """A named suite; ``final_seeds`` (a count N → seeds 0…N−1, or explicit seeds) overrides its final seeds."""
+def get_suite(name: str, final_seeds: int | Sequence[int] | None = None, horizon_scale: int = 1) -> Suite:
+    """A named suite; ``final_seeds`` (a count N → seeds 0…N−1, or explicit seeds) overrides its final seeds, and
+    ``horizon_scale`` multiplies every task's step budget (:meth:`Suite.with_horizon_scale`)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; use one of {', '.join(SUITES)}")
     suite = SUITES[name]()
@@ -208,4 +220,4 @@ def get_suite(name: str, final_seeds: int | Sequence[int] | None = None) -> Suit
                 raise ValueError(f"the number of final seeds must be positive, got {final_seeds}")
             final_seeds = range(final_seeds)
         suite = suite.with_final_seeds(final_seeds)
-    return suite
+    return suite.with_horizon_scale(horizon_scale)

@@ -12,9 +12,10 @@ Options from the paper and its TF baselines:
 * imitation (``imitation_prob=0.3``): with that probability an epoch trains the L2O to reproduce Adam(0.01)'s steps;
 * random scaling (``random_scale=b``): per epoch, the objective becomes f(θ ⊙ r), r = exp(U(−b, b)) per coordinate;
 * a task family (``task={"name": "family", …}``, :mod:`tf_symbolic_l2o.tasks.family`): each epoch draws one member
-  task and one horizon; every member's meta-loss (and validation loss) is divided by its loss scale — measured at the
-  start as learning-rate-tuned Adam's mean training loss on it, and kept in ``config.json`` — so that no task
-  dominates; validation averages the members' normalised final losses, and ``metrics.csv`` gains a ``task`` column.
+  task and one horizon; the epoch's meta-loss is divided by the member's loss scale at that horizon — measured at
+  the start as learning-rate-tuned Adam's mean training loss over that many steps, and kept in ``config.json`` — so
+  that no task and no horizon dominates; validation averages the members' final losses at their longest horizons,
+  each divided by its scale there, and ``metrics.csv`` gains a ``task`` column.
 
 A run directory holds ``config.json``, ``metrics.csv``, ``checkpoints/`` (``tf.train.CheckpointManager``),
 ``tensorboard/`` and, at the end, ``l2o/`` (config, weights and a SavedModel of the selected L2O).
@@ -40,7 +41,7 @@ from tf_symbolic_l2o.meta.learner import LSTMLearner, MetaLearner
 from tf_symbolic_l2o.meta.unroll import Unroller, make_rollout
 from tf_symbolic_l2o.seeds import BATCHES, COIN, INIT, LR_TUNING, SCALE, TRAINING, VALIDATION, step_seed
 from tf_symbolic_l2o.tasks.base import Task
-from tf_symbolic_l2o.tasks.family import draw_member, is_family, member_horizons
+from tf_symbolic_l2o.tasks.family import draw_member, is_family, member_horizons, member_norm
 from tf_symbolic_l2o.tasks.registry import make_task, task_keys as _task_keys
 
 #: Adam learning rates tried when a family member's loss scale is measured (the best mean training loss wins).
@@ -134,13 +135,10 @@ class MetaTrainer:
             self.meta_optimizer = self.learner.meta_optimizer(config)
             self.meta_optimizer.build(self.learned.trainable_variables)
         self.teacher = Baseline("adam", config.imitation_lr) if config.imitation_prob > 0 else None
-        norms = [m["norm"] for m in self.family["members"]] if self.family is not None else [1.0]
         self.unrollers = [estimator or Unroller(t, self.learned, self.meta_optimizer, config.unroll,
                                                 config.jit_compile, config.meta_clip_norm, self.teacher,
-                                                strategy=strategy, second_order=config.second_order,
-                                                meta_loss_scale=1.0 / norm)
-                          for t, norm in zip(self.tasks, norms)]
-        self.norms = norms
+                                                strategy=strategy, second_order=config.second_order)
+                          for t in self.tasks]
         self.unroller = self.unrollers[0]
         self.rollouts = [make_rollout(t, self.learned, self.unroller.jit_compile) for t in self.tasks]
         self.rollout = self.rollouts[0]
@@ -170,9 +168,10 @@ class MetaTrainer:
         return self.learner.config_class.from_dict(saved)
 
     def _measure_norms(self, config) -> dict:
-        """The family spec with every missing member ``norm`` filled in: with normaliser ``adam``, the mean
-        training loss of Adam over the member's longest horizon at the best learning rate of
-        :data:`NORM_LR_GRID` (one run from a seed of the run's own ``LR_TUNING`` stream)."""
+        """The family spec with every missing member ``norm`` filled in: with normaliser ``adam``, one run of Adam
+        over the member's longest horizon for each learning rate of :data:`NORM_LR_GRID` (from a seed of the run's
+        own ``LR_TUNING`` stream); the run with the lowest mean loss gives, for each of the member's horizons h,
+        the mean of its first h losses."""
         from tf_symbolic_l2o.functional.registry import make_optimizer
         from tf_symbolic_l2o.harness import Harness
 
@@ -183,19 +182,22 @@ class MetaTrainer:
                 steps = max(member_horizons(member, config.horizons))
                 lr = tf.Variable(NORM_LR_GRID[0], dtype=tf.float32, trainable=False)
                 harness = Harness(task, make_optimizer("adam", lr))
-                scores = []
+                scores, curves = [], []
                 for value in NORM_LR_GRID:
                     lr.assign(value)
                     losses = harness.run(step_seed(config.seed, LR_TUNING, i), steps).losses
+                    curves.append(losses)
                     scores.append(float(np.mean(losses)) if np.all(np.isfinite(losses)) else float("inf"))
-                best = float(np.min(scores))
-                if not (np.isfinite(best) and best > 0):
+                best = int(np.argmin(scores))
+                norm = {str(h): float(np.mean(curves[best][:h]))
+                        for h in sorted(member_horizons(member, config.horizons))}
+                if not (np.isfinite(scores[best]) and min(norm.values()) > 0):
                     raise ValueError(f"cannot measure the loss scale of family member {member['label']!r}: Adam "
                                      f"diverged at every learning rate of {list(NORM_LR_GRID)} (or reached loss "
                                      f"0); give the member a 'norm'")
-                self.log(f"loss scale of {member['label']}: {best:.4g} (Adam lr "
-                         f"{NORM_LR_GRID[int(np.argmin(scores))]:g}, {steps} steps)")
-                member = {**member, "norm": best}
+                self.log(f"loss scale of {member['label']} (Adam lr {NORM_LR_GRID[best]:g}): "
+                         + ", ".join(f"{v:.4g} at {h} steps" for h, v in norm.items()))
+                member = {**member, "norm": norm}
             members.append(member)
         return {**family, "members": members}
 
@@ -252,7 +254,9 @@ class MetaTrainer:
             index, horizon = draw_member(self.family, seed, cfg.horizons)
         else:
             index, horizon = 0, self._horizon()
-        task, unroller, norm = self.tasks[index], self.unrollers[index], self.norms[index]
+        task, unroller = self.tasks[index], self.unrollers[index]
+        norm = member_norm(self.family["members"][index], horizon) if self.family is not None else 1.0
+        unroller.meta_loss_scale.assign(1.0 / norm)
         n = task.num_params
         theta, scale = self._fresh_run(seed, task)
         state = self.learned.init_state(n)
@@ -285,8 +289,11 @@ class MetaTrainer:
         longest horizon (unless ``horizon`` is given)."""
         if self.family is None:
             return self._validate_task(0, horizon or self._horizon())
-        return float(np.mean([self._validate_task(i, horizon or max(member_horizons(m, self.config.horizons)))
-                              / self.norms[i] for i, m in enumerate(self.family["members"])]))
+        finals = []
+        for i, m in enumerate(self.family["members"]):
+            h = horizon or max(member_horizons(m, self.config.horizons))
+            finals.append(self._validate_task(i, h) / member_norm(m, h))
+        return float(np.mean(finals))
 
     def _validate_task(self, index: int, horizon: int) -> float:
         task, rollout = self.tasks[index], self.rollouts[index]

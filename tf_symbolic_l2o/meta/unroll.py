@@ -122,8 +122,10 @@ class Unroller:
         forward_mode: compute first-order meta-gradients in forward mode (``None``: whenever the optimizer has
             ``update_and_jacobian``, i.e. a :class:`~tf_symbolic_l2o.tune.TunableRule`; see ``_forward_window``).
         forward_block: coordinates per block in forward mode (blocks run one after another).
-        meta_loss_scale: a constant the meta-gradient is multiplied by (a task family divides each task's
-            meta-loss by its loss scale, so that no task dominates); the returned losses are not scaled.
+        meta_loss_scale: the factor the meta-gradient is multiplied by (a task family divides each task's
+            meta-loss by its loss scale, so that no task dominates); the returned losses are not scaled. It is held
+            in the ``tf.Variable`` ``self.meta_loss_scale``, which may be assigned between windows without
+            retracing.
     """
 
     def __init__(self, task: Task, l2o, meta_optimizer, unroll: int, jit_compile: Any = "auto",
@@ -134,7 +136,8 @@ class Unroller:
             raise ValueError(f"unroll must be positive, got {unroll}")
         if not (isinstance(meta_loss_scale, (int, float)) and 0 < meta_loss_scale < float("inf")):
             raise ValueError(f"meta_loss_scale must be a positive finite number, got {meta_loss_scale!r}")
-        self.meta_loss_scale = float(meta_loss_scale)
+        self.meta_loss_scale = tf.Variable(float(meta_loss_scale), trainable=False, dtype=tf.float32,
+                                           name="meta_loss_scale")
         if forward_block <= 0:
             raise ValueError(f"forward_block must be positive, got {forward_block}")
         self.forward_block = int(forward_block)
@@ -181,9 +184,7 @@ class Unroller:
     def _apply(self, grads):
         variables = self.l2o.trainable_variables
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-        grads = [self.replicas.mean(g) for g in grads]
-        if self.meta_loss_scale != 1.0:
-            grads = [g * self.meta_loss_scale for g in grads]
+        grads = [self.replicas.mean(g) * tf.cast(self.meta_loss_scale, g.dtype) for g in grads]
         norm = tf.linalg.global_norm(grads)
         # a non-finite meta-gradient (an overflowing window) must not poison the weights: it becomes zero, and the
         # returned norm (inf/NaN) shows it in metrics.csv

@@ -8,8 +8,9 @@ members each hold
 * ``weight``: its relative probability of being drawn for an epoch (> 0);
 * ``horizons``: the training horizons an epoch on it draws from (uniformly); ``None``: the run's ``epoch_len``;
 * ``norm``: the member's loss scale, by which its meta-loss and validation loss are divided so that no task
-  dominates: a positive number, or ``None`` until the meta-trainer measures it (``normaliser``: ``"adam"``, the mean
-  training loss of learning-rate-tuned Adam on it; ``"none"``: 1).
+  dominates: a positive number (every horizon), ``{horizon: number}`` for each of its horizons, or ``None`` until
+  the meta-trainer measures it (``normaliser``: ``"adam"``, the mean training loss of learning-rate-tuned Adam over
+  the first h steps, for each horizon h; ``"none"``: 1).
 
 Every epoch of a run draws its member and horizon from ``step_seed(run's epoch seed, FAMILY)``, so a resumed run
 draws what an uninterrupted one does. A family is given by name (:data:`FAMILIES`) or as a JSON file
@@ -152,14 +153,37 @@ def normalize_family_spec(spec: dict, normalize_task_spec: Callable[[Any], dict]
                 raise ValueError(f"task family {label!r}, member {name!r}: horizons must be a non-empty list of "
                                  f"positive integers, got {horizons!r}")
             horizons = [int(h) for h in horizons]
-        norm = member.get("norm")
         out.append({"label": name, "task": task,
                     "weight": _positive_number(member.get("weight", 1.0), f"the weight of member {name!r}"),
-                    "horizons": horizons,
-                    "norm": None if norm is None else _positive_number(norm, f"the norm of member {name!r}")})
+                    "horizons": horizons, "norm": _norm(member.get("norm"), name, horizons)})
     if normaliser == "none":
         out = [dict(m, norm=1.0 if m["norm"] is None else m["norm"]) for m in out]
     return {"name": "family", "family": label, "members": out, "normaliser": normaliser}
+
+
+def _norm(norm, name: str, horizons: list[int] | None):
+    """A member's ``norm``, validated: ``None``, a positive number, or ``{horizon: positive number}`` (keys as
+    strings, as JSON keeps them) covering the member's horizons."""
+    if norm is None or not isinstance(norm, dict):
+        return None if norm is None else _positive_number(norm, f"the norm of member {name!r}")
+    try:
+        out = {str(int(h)): _positive_number(v, f"the norm of member {name!r} at horizon {h}") for h, v in norm.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the norm of member {name!r} must be a number or {{horizon: number}}: {e}") from None
+    missing = [h for h in horizons or [] if str(h) not in out]
+    if missing:
+        raise ValueError(f"the norm of member {name!r} has no value for its horizon(s) {missing}")
+    return out
+
+
+def member_norm(member: dict, horizon: int) -> float:
+    """The loss scale of ``member`` at ``horizon`` (its ``norm`` must be set)."""
+    norm = member["norm"]
+    if isinstance(norm, dict):
+        if str(int(horizon)) not in norm:
+            raise ValueError(f"family member {member['label']!r} has no loss scale for horizon {horizon}")
+        return float(norm[str(int(horizon))])
+    return float(norm)
 
 
 def member_horizons(member: dict, default: list[int]) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -76,6 +77,25 @@ _LIBRARY_EXPECTED = (
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (oneDNN, CUDA stubs, absl's "log messages before
+    InitializeLog") kept off the terminal: they are written to file descriptor 2 during the import, before
+    ``TF_CPP_MIN_LOG_LEVEL`` is read, so the descriptor points to /dev/null for the import's duration. A no-op once
+    TensorFlow is imported; Python's own warnings and errors afterwards are untouched."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the lines TensorFlow writes after its import
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401, PLC0415
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def console() -> Console:
     """rich's global console: the one the library's progress bars use, so log lines and bars do not collide."""
     import rich
@@ -109,11 +129,18 @@ def fail(message: str, code: int = ERROR_EXIT_CODE) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+#: Set by ``tfl2o --verbose``: TensorFlow's start-up log lines are then shown.
+SETTINGS = {"verbose": False}
+
+
 def cli_errors(fn: Callable) -> Callable:
-    """Turn expected errors into one ``error: …`` line on stderr and exit code 2 (no traceback)."""
+    """Run a command: TensorFlow is imported first without its C++ start-up lines (unless ``--verbose``), and
+    expected errors become one ``error: …`` line on stderr and exit code 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if not SETTINGS["verbose"]:
+            import_tensorflow_quietly()
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):

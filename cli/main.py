@@ -11,7 +11,8 @@ Commands::
     tfl2o show      print a rule or a learned optimizer (formula, LaTeX, features, R², invariants)
     tfl2o export    export a rule or a trained Keras model as a SavedModel
 
-TensorFlow and the library are imported inside the commands, so ``tfl2o --help`` stays instant.
+TensorFlow and the library are imported inside the commands, so ``tfl2o --help`` stays instant; before a command
+runs, TensorFlow is imported with its C++ start-up log lines hidden (``tfl2o --verbose COMMAND`` shows them).
 
 The commands live in ``cli/*_cmd.py`` and share ``cli/common.py`` (the app, shared options, errors, printing,
 progress). Adding a command: in a ``cli/*_cmd.py`` module, write a function whose typer-annotated parameters
@@ -27,7 +28,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.benchmark_cmd import benchmark
-from cli.common import HELP, app, cli_errors
+from cli.common import HELP, SETTINGS, app, cli_errors
 from cli.record_cmd import distill, record
 from cli.show_cmd import export, show
 from cli.train_cmd import evaluate, train
@@ -53,8 +54,10 @@ def _version_callback(value: bool) -> None:
 def main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version_callback, is_eager=True,
                                                     help="Print the version and exit.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Also show TensorFlow's own start-up log lines (oneDNN, CUDA), hidden by default.")] = False,
 ) -> None:
-    ...
+    SETTINGS["verbose"] = bool(verbose)  # read when a command runs (after its own --help, which stays instant)
 
 
 main.__doc__ = HELP  # the app's help (a callback's docstring is what typer shows)

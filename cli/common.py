@@ -139,6 +139,9 @@ def cli_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        for name, value in kwargs.items():  # typer turns "nan" and "inf" into floats: no option takes them
+            if isinstance(value, float) and not math.isfinite(value):
+                raise fail(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         if not SETTINGS["verbose"]:
             import_tensorflow_quietly()
         try:
@@ -167,6 +170,8 @@ def number_list(text: str, option: str, kind=float) -> list:
         raise ValueError(f"{option} takes comma-separated {what}, got {text!r}") from None
     if not values:
         raise ValueError(f"{option} needs at least one value")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{option} takes finite numbers, got {text!r}")
     return values
 
 

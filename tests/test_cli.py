@@ -113,6 +113,34 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
     assert loud.returncode == 0 and loud.stdout == quiet.stdout
 
 
+@pytest.mark.parametrize("args, option", [
+    (["train", "--meta-lr", "nan"], "--meta-lr"),
+    (["train", "--random-scale", "inf"], "--random-scale"),
+    (["train", "--imitation-prob", "-inf"], "--imitation-prob"),
+    (["tune", "psi", "--meta-lr", "inf"], "--meta-lr"),
+    (["evaluate", "RUN", "--lr-grid", "1e-3,nan"], "--lr-grid"),
+])
+def test_cli_numbers_refuse_nan_and_inf(tmp_path, args, option):
+    out = tmp_path / "run"
+    result = invoke(*[str(tmp_path) if a == "RUN" else a for a in args], "--out", out)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and option in lines[0] and "finite" in lines[0], result.output
+    assert not out.exists()
+
+
+def test_configs_refuse_nan_and_inf():
+    from tf_symbolic_l2o.meta.config import TrainConfig
+    from tf_symbolic_l2o.tune import TuneConfig, psi_rule
+
+    for field in ("meta_lr", "meta_clip_norm", "random_scale", "imitation_lr"):
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+                TrainConfig(**{field: bad})
+    with pytest.raises(ValueError, match="meta_momentum must be a finite number"):
+        TuneConfig(rule=psi_rule().to_dict(), meta_momentum=float("nan"))
+
+
 def test_no_arguments_shows_help():
     result = invoke()
     assert "Usage" in result.output

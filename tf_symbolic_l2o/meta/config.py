@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from tf_symbolic_l2o.learned.registry import available_optimizers
@@ -65,6 +66,10 @@ class TrainConfig:
     init_from: str | None = None
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # no setting takes NaN or ±inf
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{field.name} must be a finite number, got {value}")
         self.task = normalize_task_spec(self.task)
         self._check_optimizer()
         for name in ("epochs", "epoch_len", "unroll", "checkpoint_every", "keep_checkpoints", "val_runs",

@@ -34,8 +34,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULT_TAG = "@@RESULT@@ "
 
-# Reference: the authors' PyTorch meta-training loop, measured on the same machine class
-# (MLP 784-30-20-10, batch 128, unroll 20; median seconds per meta-iteration).
+# Reference: the authors' PyTorch meta-training loop, timed once on ANOTHER machine of the same class (MLP
+# 784-30-20-10, batch 128, unroll 20; median seconds per meta-iteration). Dividing by these figures gives a
+# cross-machine ratio, not a measured speed-up: side by side on one machine the ratio was 15-17x where this printed
+# 12.6x. The script prints it labelled as such; a like-for-like speed-up needs both loops timed in one run.
 REFERENCE_S = {
     "rp_5feat_dense9_lstm12": 2.76,   # the paper's RP: 5 features, Dense 9, LSTM 12
     "rnnprop_dense20_lstm20x2": 6.29,  # RNNprop size: Dense 20, LSTM 20x2
@@ -271,10 +273,10 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     df["reference"] = [REFERENCE_FOR.get(o, ("", float("nan")))[0] for o in df["optimizer"]]
     df["reference_s"] = [REFERENCE_FOR.get(o, ("", float("nan")))[1] for o in df["optimizer"]]
-    df["speedup_vs_ref"] = df["reference_s"] / df["median_s"]
+    df["cross_machine_ratio"] = df["reference_s"] / df["median_s"]
     cols = ["optimizer", "mode", "coords", "l2o_params", "compile_s", "first_call_s", "median_s", "iqr_s",
             "q25_s", "q75_s", "min_s", "peak_rss_mib", "baseline_rss_mib", "rss_delta_mib", "reference_s",
-            "speedup_vs_ref", "repeats", "warmup", "unroll", "batch_size", "traces", "worker_wall_s"]
+            "cross_machine_ratio", "repeats", "warmup", "unroll", "batch_size", "traces", "worker_wall_s"]
     df[cols].to_csv(out / "meta_train_speed.csv", index=False)
     make_plot(df, out / "meta_train_speed.png")
     meta = {"args": {k: v for k, v in vars(args).items() if k != "worker"}, "loadavg_at_start": list(load),
@@ -297,15 +299,16 @@ def main(argv=None) -> int:
         else:
             print(f"  {opt}: n/a (needs both modes)")
 
-    print("\nvs. the authors' PyTorch loop on the same machine class (median s/meta-iteration; reference: RP 5 feat/"
-          "Dense 9/LSTM 12 2.76 s, RNNprop size Dense 20/LSTM 20x2 6.29 s, DM LSTM 20x2 5.02 s):")
+    print("\nCROSS-MACHINE ratio, not a measured speed-up: the authors' PyTorch loop was timed on another machine "
+          "of the same class (median s/meta-iteration: RP 5 feat/Dense 9/LSTM 12 2.76 s, RNNprop size Dense 20/LSTM "
+          "20x2 6.29 s, DM LSTM 20x2 5.02 s); timings differ between machines, so read these as rough:")
     if args.unroll != 20 or args.batch_size != 128:
         print("  (warning: unroll/batch differ from the reference setting; the comparison is not like-for-like)")
     for _, r in df.iterrows():
         if r["optimizer"] in REFERENCE_FOR:
             name, ref = REFERENCE_FOR[r["optimizer"]]
-            print(f"  {r['optimizer']:>3} {r['mode']:>5}: speed-up = {ref:.2f} s / {r['median_s']:.4f} s = "
-                  f"{ref / r['median_s']:.1f}x  (reference {name})")
+            print(f"  {r['optimizer']:>3} {r['mode']:>5}: cross-machine ratio = {ref:.2f} s (other machine) / "
+                  f"{r['median_s']:.4f} s (this one) = {ref / r['median_s']:.1f}x  (reference {name})")
         else:
             print(f"  {r['optimizer']:>3} {r['mode']:>5}: no reference figure")
 

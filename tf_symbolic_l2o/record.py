@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from tf_symbolic_l2o.artifacts import resolve_artifact
 from tf_symbolic_l2o.baselines import BASELINES
 from tf_symbolic_l2o.features import FeatureSet
 from tf_symbolic_l2o.functional.registry import make_optimizer
@@ -261,7 +262,8 @@ TEACHER_DEFAULT_FEATURES = "mt+gt+g+mom5+mom9+mom99"
 def resolve_source(source: str) -> dict[str, Any]:
     """Turn a ``--source`` into an optimizer.
 
-    ``source`` is a trained L2O (a run directory or an ``l2o/`` folder) or a hand-designed teacher written
+    ``source`` is a trained L2O (a run directory, an ``l2o/`` folder or a shipped one's name such as
+    ``rp_mnist_mlp``) or a hand-designed teacher written
     ``KIND:LR`` (``sgd:0.01``, ``momentum:0.01``, ``adam:0.001``, ``rmsprop:0.001``). Returns a dict with the
     ``optimizer``, its ``output_scale``, the default ``features`` (the L2O's own), the default ``task`` spec
     (the run's, or ``None``) and a JSON ``description`` for the manifest.
@@ -277,7 +279,7 @@ def resolve_source(source: str) -> dict[str, Any]:
                 "task": None, "description": {"kind": "teacher", **teacher.config()}}
     from tf_symbolic_l2o.learned.io import load_l2o
 
-    path = Path(source)
+    path = resolve_artifact(source)  # a shipped optimizer may be named: rp_mnist_mlp
     if not path.exists():
         raise FileNotFoundError(f"source {source!r} is neither a run directory nor a teacher "
                                 f"({', '.join(f'{b}:LR' for b in BASELINES)})")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tf_symbolic_l2o.artifacts import resolve_artifact
 from tf_symbolic_l2o.io import atomic_directory, atomic_write_json, read_json
 from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 from tf_symbolic_l2o.learned.registry import l2o_from_config
@@ -58,8 +59,9 @@ def save_l2o(l2o: CoordinatewiseLSTM, directory: str | Path, metadata: dict | No
 
 
 def load_l2o(directory: str | Path) -> CoordinatewiseLSTM:
-    """Rebuild a saved L2O (a folder written by :func:`save_l2o`, or a run directory containing ``l2o/``)."""
-    directory = Path(directory)
+    """Rebuild a saved L2O (a folder written by :func:`save_l2o`, a run directory containing ``l2o/``, or the name
+    of a shipped one: ``rp_mnist_mlp``, …)."""
+    directory = resolve_artifact(directory)
     if (directory / "l2o" / "l2o.json").is_file():
         directory = directory / "l2o"
     info = read_json(directory / "l2o.json", "learned optimizer description")

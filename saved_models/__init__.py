@@ -1,0 +1,1 @@
+"""The shipped learned optimizers and rules, as package data of wheel installs (see README.md here)."""

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import check_positive
+from cli.common import check_positive, split_list
 
 SUITE_NAMES = ("smoke", "full")
 
@@ -23,6 +23,9 @@ def benchmark(
         "runs/benchmark"),
     seeds: Annotated[Optional[int], typer.Option(
         help="Number of final seeds (seeds 0…N−1).", show_default="the suite's (smoke 1, full 3)")] = None,
+    optimizers: Annotated[Optional[str], typer.Option(
+        help="Comma list of the optimizers to run instead of the suite's (e.g. adam,symbolic_rp,symbolic_rp+lr).",
+        show_default="the suite's")] = None,
     horizon_scale: Annotated[int, typer.Option(
         help="Run every task for N times its step budget (e.g. 5: do the optimizers hold up past the horizon they "
              "were meta-trained at?); use another --out.")] = 1,
@@ -45,7 +48,7 @@ def benchmark(
     if report_only:
         folder = build_report(out)
     else:
-        s = get_suite(suite, seeds, horizon_scale)
+        s = get_suite(suite, seeds, horizon_scale, None if optimizers is None else split_list(optimizers))
         typer.echo(f"benchmark suite {s.name}: {len(s.tasks)} tasks, {len(s.optimizers)} optimizers, final seeds "
                    f"{list(s.final_seeds)}, output {out}")
         runner = run_benchmark(s, out, log=None if no_progress else typer.echo)

@@ -208,9 +208,11 @@ def smoke_suite() -> Suite:
 SUITES = {"smoke": smoke_suite, "full": full_suite}
 
 
-def get_suite(name: str, final_seeds: int | Sequence[int] | None = None, horizon_scale: int = 1) -> Suite:
-    """A named suite; ``final_seeds`` (a count N → seeds 0…N−1, or explicit seeds) overrides its final seeds, and
-    ``horizon_scale`` multiplies every task's step budget (:meth:`Suite.with_horizon_scale`)."""
+def get_suite(name: str, final_seeds: int | Sequence[int] | None = None, horizon_scale: int = 1,
+              optimizers: Sequence[str] | None = None) -> Suite:
+    """A named suite; ``final_seeds`` (a count N → seeds 0…N−1, or explicit seeds) overrides its final seeds,
+    ``horizon_scale`` multiplies every task's step budget (:meth:`Suite.with_horizon_scale`) and ``optimizers``
+    (names of :mod:`~tf_symbolic_l2o.benchmark.optimizers`) replaces its optimizers."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; use one of {', '.join(SUITES)}")
     suite = SUITES[name]()
@@ -220,4 +222,7 @@ def get_suite(name: str, final_seeds: int | Sequence[int] | None = None, horizon
                 raise ValueError(f"the number of final seeds must be positive, got {final_seeds}")
             final_seeds = range(final_seeds)
         suite = suite.with_final_seeds(final_seeds)
+    if optimizers is not None:
+        grids = {**DEFAULT_LR_GRIDS, **suite.lr_grids}  # a tuned optimizer the suite lacked gets the default grid
+        suite = dataclasses.replace(suite, optimizers=tuple(optimizers), lr_grids=grids)
     return suite.with_horizon_scale(horizon_scale)

@@ -1,16 +1,19 @@
 """Ready-made symbolic optimizers whose default rules ship in ``saved_models/``.
 
 Each default rule was produced by this project's own pipeline (``tfl2o train`` → ``tfl2o record`` →
-``tfl2o distill``); ``saved_models/MANIFEST.json`` records the commands, seeds and measured figures (R², closed-loop
-loss). Pass ``rule=`` to use another rule with the same class name in configs.
+``tfl2o distill``, and for ``SymbolicRP`` then ``tfl2o tune --task-family``); ``saved_models/MANIFEST.json`` records
+the commands, seeds and measured figures (R², closed-loop loss, validation). Pass ``rule=`` to use another rule with
+the same class name in configs.
 
-=================  ==========================================  ===========================================
-class              default rule                                distilled from
-=================  ==========================================  ===========================================
-``SymbolicRP``     ``saved_models/symbolic_rp/rule.json``      ``rp_s`` (16 lags of m̃, g̃; 128 B/param)
-``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``   ``rp_si`` (8 lags of the p = 2, 2.5, 3 inputs)
-``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``      ``dm`` (lags of g, its momenta, m̃, g̃)
-=================  ==========================================  ===========================================
+=================  ===============================================  ==============================================
+class              default rule                                     made from
+=================  ===============================================  ==============================================
+``SymbolicRP``     ``saved_models/symbolic_rp_family/rule.json``    ``saved_models/symbolic_rp`` (distilled from
+                                                                    ``rp_s``: 16 lags of m̃, g̃; 128 B/param), its
+                                                                    constants meta-tuned on the ``small`` family
+``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``        ``rp_si`` (8 lags of the p = 2, 2.5, 3 inputs)
+``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``           ``dm`` (lags of g, its momenta, m̃, g̃)
+=================  ===============================================  ==============================================
 
 Every default rule is odd in the gradient by construction (distilled by ``tfl2o distill``'s default, odd search,
 from odd LSTM teachers) and passes :func:`~tf_symbolic_l2o.invariants.check_invariants`: no step at zero gradient,
@@ -18,7 +21,7 @@ opposite steps for opposite gradients, descent on the sanity quadratics. ``Symbo
 features per parameter; ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` is the 8 B/param
 variant (Adam's two slots), less faithful to its teacher.
 
-The default learning rate is 1.0: the rule's native step, as distilled (Δθ = 0.01·f(features)).
+The default learning rate is 1.0: the rule's native step (Δθ = 0.01·f(features)).
 """
 
 from __future__ import annotations
@@ -48,10 +51,11 @@ class _Preset(SymbolicOptimizer):
 
 @keras.saving.register_keras_serializable(package="tfl2o")
 class SymbolicRP(_Preset):
-    """The symbolic RNNprop rule distilled by this project (see the module docstring); Keras arguments as
-    :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default 1.0)."""
+    """The symbolic RNNprop rule distilled by this project and meta-tuned on a task family (see the module
+    docstring); Keras arguments as :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default
+    1.0)."""
 
-    _default = "symbolic_rp"
+    _default = "symbolic_rp_family"
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")

@@ -99,18 +99,24 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
     console of a command, whatever TF_CPP_MIN_LOG_LEVEL says; --verbose lets them through."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    rule = str(ROOT / "saved_models" / "symbolic_rp" / "rule.json")
+    rule = str(ROOT / "saved_models" / "symbolic_rp_small" / "rule.json")  # any shipped rule; this one shows fast
     quiet = subprocess.run([sys.executable, "-m", "cli", "show", rule], env=env, cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
     assert quiet.returncode == 0, quiet.stderr
     assert "rest" in quiet.stdout  # the rule and its invariants were shown
     markers = ("InitializeLog", "I0000", "E0000", "oneDNN", "cuda")
     assert not [m for m in markers if m in quiet.stderr or m in quiet.stdout], quiet.stderr
-    # the same process with --verbose: whatever TensorFlow prints at start-up is let through (on this CPU machine
-    # it prints the absl notice; elsewhere it may print nothing, so only the quiet run is asserted strictly)
-    loud = subprocess.run([sys.executable, "-m", "cli", "--verbose", "show", rule], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert loud.returncode == 0 and loud.stdout == quiet.stdout
+    # a command that fails at once, quiet and with --verbose: one error line either way; --verbose lets through
+    # whatever TensorFlow prints at start-up (on this CPU machine the absl notice; elsewhere it may print nothing,
+    # so only the quiet run is asserted strictly)
+    runs = [subprocess.run([sys.executable, "-m", "cli", *flag, "record", "no_such_source", "--out", "x.npy"],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            for flag in ([], ["--verbose"])]
+    for run in runs:
+        assert run.returncode == 2 and "error: source 'no_such_source'" in run.stderr, run.stderr
+    assert [ln for ln in runs[0].stderr.splitlines() if ln.strip()] == [
+        ln for ln in runs[0].stderr.splitlines() if ln.startswith("error:")]
+    assert not (ROOT / "x.npy").exists()
 
 
 @pytest.mark.parametrize("args, option", [

@@ -9,8 +9,8 @@ import typer
 
 from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, InputShapeOption, JitCompileOption,
                         MetaClipNormOption, ModelOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption,
-                        TaskFamilyOption, UnrollOption, check_positive, drop_none, interruptible, note_ignored, int_list, parse_clip,
-                        parse_jit, print_run, say)
+                        TaskFamilyOption, UnrollOption, check_positive, drop_none, interruptible, note_ignored,
+                        int_list, parse_clip, parse_jit, print_run, say)
 
 _TUNE_ARTIFACTS = (
     ("config.json", "run configuration (with the starting rule)"),

@@ -13,7 +13,7 @@ Untuned learned / symbolic optimizers from ``saved_models/``: ``rp_mnist_mlp`` (
 default: ``symbolic_rp`` meta-tuned on a task family)
 (:class:`~tf_symbolic_l2o.rules.coordinate.RuleOptimizer`). The rules of the Keras presets are labelled as the
 presets are called (``SymbolicRP()``, ``SymbolicRPsi()``, ``SymbolicDM()``), and each has a tuned twin,
-``<rule>+lr`` (e.g. ``symbolic_rp+lr``): the same rule with a learning-rate multiplier on its step, tuned on the
+``<rule>+lr`` (e.g. ``symbolic_rp_family+lr``): the same rule with a learning-rate multiplier on its step, tuned on the
 grid :data:`PRESET_LR_GRID` like the baselines' learning rates, and counted as tuned.
 """
 
@@ -60,6 +60,11 @@ def known_optimizer(name: str) -> str:
     return name
 
 
+def _twin_rule(name: str) -> str:
+    """The shipped rule behind ``name`` (a tuned twin ``<rule>+lr`` is its rule's; any other name is itself)."""
+    return name[:-len("+lr")] if name in TUNED_PRESETS else name
+
+
 def is_tunable(name: str) -> bool:
     return known_optimizer(name) in TUNED + TUNED_PRESETS
 
@@ -90,7 +95,7 @@ def make_optimizer(name: str, learning_rate: Any = None):
     if name in TUNED:
         return make_hand_designed(name, learning_rate)
     if name in TUNED_PRESETS:
-        rule = name[:-len("+lr")]
+        rule = _twin_rule(name)
         return ScaledStep(RuleOptimizer(Rule.load(artifact_path(rule) / "rule.json"), name=rule), learning_rate)
     if learning_rate is not None:
         raise ValueError(f"optimizer {name!r} is run untuned; it takes no learning rate")
@@ -104,7 +109,7 @@ def artifact_path(name: str) -> Path | None:
     """The ``saved_models/`` folder of a learned or symbolic optimizer (``None`` for tuned baselines)."""
     if known_optimizer(name) in TUNED:
         return None
-    path = saved_models_dir() / (name[:-len("+lr")] if name in TUNED_PRESETS else name)
+    path = saved_models_dir() / _twin_rule(name)
     if not path.is_dir():
         raise FileNotFoundError(f"shipped optimizer {name!r} not found at {path}")
     return path

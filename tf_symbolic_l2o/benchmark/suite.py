@@ -24,6 +24,7 @@ set, never seen in meta-training). Test metrics come from the test set. Syntheti
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 from tf_symbolic_l2o.benchmark.optimizers import PRESET_LR_GRID, TUNED_PRESETS, is_tunable, known_optimizer
@@ -42,6 +43,14 @@ DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
 FULL_OPTIMIZERS = ("adam", "adamw", "momentum", "rmsprop", "lion",
                    "rp_mnist_mlp", "symbolic_rp_family", "symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned",
                    "symbolic_rp_si", "symbolic_dm", *TUNED_PRESETS)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_family() -> dict:
+    """The ``default`` task family, normalised once (every run's fingerprint asks which member a task is)."""
+    from tf_symbolic_l2o.tasks.registry import normalize_task_spec
+
+    return normalize_task_spec({"name": "family", "family": "default"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +104,7 @@ class BenchmarkTask:
 
         if self.spec.get("name") == "rosenbrock":
             return None
-        return family_contains(normalize_task_spec({"name": "family", "family": "default"}),
-                               normalize_task_spec(self.spec))
+        return family_contains(_default_family(), normalize_task_spec(self.spec))
 
     def config(self) -> dict:
         return {"name": self.name, "tier": self.tier, "spec": dict(self.spec), "steps": int(self.steps),

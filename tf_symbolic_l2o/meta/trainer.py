@@ -173,7 +173,7 @@ class MetaTrainer:
         own ``LR_TUNING`` stream); the run with the lowest mean loss gives, for each of the member's horizons h,
         the mean of its first h losses."""
         from tf_symbolic_l2o.functional.registry import make_optimizer
-        from tf_symbolic_l2o.harness import Harness
+        from tf_symbolic_l2o.harness import Harness, grid_search
 
         family = config.task
         members = []
@@ -182,19 +182,21 @@ class MetaTrainer:
                 steps = max(member_horizons(member, config.horizons))
                 lr = tf.Variable(NORM_LR_GRID[0], dtype=tf.float32, trainable=False)
                 harness = Harness(task, make_optimizer("adam", lr))
-                scores, curves = [], []
-                for value in NORM_LR_GRID:
+                curves = []
+
+                def score(value: float) -> float:
                     lr.assign(value)
-                    losses = harness.run(step_seed(config.seed, LR_TUNING, i), steps).losses
-                    curves.append(losses)
-                    scores.append(float(np.mean(losses)) if np.all(np.isfinite(losses)) else float("inf"))
-                best = int(np.argmin(scores))
+                    curves.append(harness.run(step_seed(config.seed, LR_TUNING, i), steps).losses)
+                    return float(np.mean(curves[-1])) if np.all(np.isfinite(curves[-1])) else float("inf")
+
+                error = (f"cannot measure the loss scale of family member {member['label']!r}: Adam diverged at "
+                         f"every learning rate of {list(NORM_LR_GRID)}; give the member a 'norm'")
+                best = grid_search(NORM_LR_GRID, score, error=error).index
                 norm = {str(h): float(np.mean(curves[best][:h]))
                         for h in sorted(member_horizons(member, config.horizons))}
-                if not (np.isfinite(scores[best]) and min(norm.values()) > 0):
+                if not min(norm.values()) > 0:
                     raise ValueError(f"cannot measure the loss scale of family member {member['label']!r}: Adam "
-                                     f"diverged at every learning rate of {list(NORM_LR_GRID)} (or reached loss "
-                                     f"0); give the member a 'norm'")
+                                     f"reached loss 0; give the member a 'norm'")
                 self.log(f"loss scale of {member['label']} (Adam lr {NORM_LR_GRID[best]:g}): "
                          + ", ".join(f"{v:.4g} at {h} steps" for h, v in norm.items()))
                 member = {**member, "norm": norm}

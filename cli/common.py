@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-#: The app's help: the pipeline's eight commands in order.
-HELP = ("Learned and symbolic optimizers on TensorFlow 2 / Keras 3. The pipeline: train (meta-train an LSTM "
+#: The app's help: the pipeline command, then the stages' commands in order.
+HELP = ("Learned and symbolic optimizers on TensorFlow 2 / Keras 3. 'tfl2o pipeline' runs every stage in one "
+        "go and writes a report. The stages: train (meta-train an LSTM "
         "optimizer), evaluate (against tuned baselines), record (its behaviour), distill (a symbolic rule), show (a "
         "rule or optimizer, with its invariants), tune (a rule's constants), export (SavedModels), benchmark (a task "
         "suite).")
@@ -228,8 +229,9 @@ def print_run(title: str, summary: dict, run_dir: Path, artifacts) -> None:
 
 
 class ProgressBar:
-    """A rich progress bar driven by the library's ``progress(done, total, info="")`` callback; disabled, the
-    callback does nothing."""
+    """A rich progress bar driven by the library's ``progress(done, total, info="")`` callback. When the output is
+    not a terminal (CI logs, a file) it prints one plain line per tenth of the work instead; disabled, the callback
+    does nothing."""
 
     def __init__(self, enabled: bool, label: str):
         self.enabled, self.label, self._bar = enabled, label, None
@@ -237,6 +239,8 @@ class ProgressBar:
     def __enter__(self) -> Callable[..., None]:
         if not self.enabled:
             return lambda done, total, info="": None
+        if not console().is_terminal:
+            return self._lines()
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
@@ -245,6 +249,17 @@ class ProgressBar:
         self._bar.__enter__()
         task = self._bar.add_task(self.label, total=None, info="")
         return lambda done, total, info="": self._bar.update(task, completed=done, total=total, info=info)
+
+    def _lines(self) -> Callable[..., None]:
+        printed = {"tenth": -1}
+
+        def update(done, total, info=""):
+            tenth = int(10 * done / total) if total else -1
+            if total and (tenth > printed["tenth"] or done >= total):
+                printed["tenth"] = tenth
+                say(f"{self.label}: {done}/{total}" + (f"  {info}" if info else ""))
+
+        return update
 
     def __exit__(self, *exc):
         if self._bar is not None:

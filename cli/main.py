@@ -2,6 +2,7 @@
 
 Commands::
 
+    tfl2o pipeline  every stage below in one run directory, ending in a report (resumable, --until STAGE)
     tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
     tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
     tfl2o tune      meta-tune a symbolic rule's constants (or the ψ family) on a CNN or ResNet
@@ -29,6 +30,7 @@ import typer
 
 from cli.benchmark_cmd import benchmark
 from cli.common import HELP, SETTINGS, app, cli_errors
+from cli.pipeline_cmd import pipeline
 from cli.record_cmd import distill, record
 from cli.show_cmd import export, show
 from cli.train_cmd import evaluate, train
@@ -61,7 +63,7 @@ def main(
 
 
 main.__doc__ = HELP  # the app's help (a callback's docstring is what typer shows)
-for command in (train, evaluate, record, distill, show, tune, export, benchmark):  # the pipeline's order
+for command in (pipeline, train, evaluate, record, distill, show, tune, export, benchmark):  # the pipeline's order
     app.command()(cli_errors(command))
 
 

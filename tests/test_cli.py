@@ -70,7 +70,7 @@ def evaluated_run(trained_run):
 # -- help and start-up ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["record"], ["distill"]])
+@pytest.mark.parametrize("command", [[], ["pipeline"], ["train"], ["evaluate"], ["record"], ["distill"]])
 def test_help(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -82,7 +82,7 @@ def test_help_is_listed_and_does_not_import_tensorflow():
     code = ("import sys\n"
             "from typer.testing import CliRunner\n"
             "from cli.main import app\n"
-            "for cmd in ([], ['train'], ['evaluate']):\n"
+            "for cmd in ([], ['pipeline'], ['train'], ['evaluate']):\n"
             "    r = CliRunner().invoke(app, [*cmd, '--help'])\n"
             "    assert r.exit_code == 0, r.output\n"
             "assert 'tensorflow' not in sys.modules, 'tfl2o --help imported tensorflow'\n"
@@ -106,6 +106,10 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
     assert "rest" in quiet.stdout  # the rule and its invariants were shown
     markers = ("InitializeLog", "I0000", "E0000", "oneDNN", "cuda")
     assert not [m for m in markers if m in quiet.stderr or m in quiet.stdout], quiet.stderr
+    help_run = subprocess.run([sys.executable, "-m", "cli", "pipeline", "--help"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert help_run.returncode == 0 and "--until" in help_run.stdout, help_run.stderr
+    assert not [m for m in markers if m in help_run.stderr or m in help_run.stdout], help_run.stderr
     # a command that fails at once, quiet and with --verbose: one error line either way; --verbose lets through
     # whatever TensorFlow prints at start-up (on this CPU machine the absl notice; elsewhere it may print nothing,
     # so only the quiet run is asserted strictly)

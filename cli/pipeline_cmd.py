@@ -56,8 +56,6 @@ def pipeline(
     whose outputs are current are skipped: the same command again continues a killed pipeline."""
     check_positive(epochs=epochs, epoch_len=epoch_len, unroll=unroll, samples=samples, memlen=memlen,
                    eval_runs=eval_runs, fit_epochs=fit_epochs, fit_seeds=fit_seeds)
-    if meta_lr is not None and meta_lr <= 0:
-        raise ValueError(f"--meta-lr must be positive, got {meta_lr}")
     from tf_symbolic_l2o.pipeline import PipelineConfig, run_pipeline
     from tf_symbolic_l2o.tasks.registry import task_spec
 
@@ -69,6 +67,10 @@ def pipeline(
                           activation=activation)}))
     result = run_pipeline(out, config, until=until, log=say,
                           progress=lambda label: ProgressBar(not no_progress, label))
+    _print_result(result, until)
+
+
+def _print_result(result, until: str) -> None:
     ran = ", ".join(f"{s} {'%.0f s' % r['seconds'] if r['status'] == 'ran' else '(skipped)'}"
                     for s, r in result.stages.items())
     say(f"stages: {ran}")

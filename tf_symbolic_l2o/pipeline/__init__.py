@@ -19,6 +19,9 @@ the stages whose outputs it reads (:data:`DEPENDS`) — and its outputs exist, s
 meta-training resumes from its last checkpoint) and changing one stage's options re-runs that stage and the ones
 after it. Meta-training is the one stage that is never thrown away: a run directory meta-trained with other
 options is an error that names them (more epochs only extend it).
+
+The ``fit`` stage lives in :mod:`.fit_check`, the ``report`` stage in :mod:`.report`; the others call the library
+functions of their commands directly.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from tf_symbolic_l2o.io import atomic_write_json, read_json
+from tf_symbolic_l2o.pipeline.fit_check import FIT_BATCH
 
 __all__ = ["DEPENDS", "PipelineConfig", "PipelineResult", "SIZES", "STAGES", "run_pipeline"]
 
@@ -49,8 +53,6 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {"epochs": 50, "epoch_len": 200, "unroll": 20, "meta_lr": 1e-3, "samples": 20_000, "eval_runs": 10,
              "fit_epochs": 10, "fit_seeds": 3},
 }
-
-_FIT_BATCH = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,112 +243,6 @@ def _evaluation_figures(summary, label: str, learned) -> dict:
     return figures
 
 
-def _fit(ctx: _Context) -> dict:
-    """``model.fit`` of an MLP (the task's widths and activation when the task is an MLP; 30-20 ReLU otherwise) on
-    the task's dataset with the distilled rule as a Keras optimizer and with ``Adam()`` at its defaults; the
-    rule-trained model of the first seed is saved as ``model.keras`` and loaded back (``safe_mode=True``)."""
-    import keras
-    import pandas as pd
-
-    from tf_symbolic_l2o.data import load_dataset
-    from tf_symbolic_l2o.optimizers import SymbolicOptimizer
-    from tf_symbolic_l2o.tasks.family import primary_task
-    from tf_symbolic_l2o.tasks.registry import normalize_task_spec
-
-    c = ctx.config
-    task = primary_task(normalize_task_spec(ctx.train_config.task))
-    mlp = task["name"] == "mlp"
-    hidden, activation = (task["hidden"], task["activation"]) if mlp else ([30, 20], "relu")
-    data = load_dataset(task.get("dataset", "mnist_subset"), data_dir=task.get("data_dir"), flatten=True)
-    x_train, y_train = data.x_train.reshape(len(data.x_train), -1), data.y_train
-    x_test, y_test = data.x_test.reshape(len(data.x_test), -1), data.y_test
-    rule_path = ctx.path("distill", "rule.json")
-    optimizers = {"rule": lambda: SymbolicOptimizer(str(rule_path)), "Adam()": lambda: keras.optimizers.Adam()}
-    out = ctx.path("fit")
-    out.mkdir(parents=True, exist_ok=True)
-    rows, saved = [], None
-    with ctx.progress("model.fit") as progress:
-        total, done = len(optimizers) * c.fit_seeds, 0
-        for name, make in optimizers.items():
-            for seed in range(c.fit_seeds):
-                keras.utils.set_random_seed(c.seed + seed)
-                model = keras.Sequential([keras.Input((x_train.shape[1],))]
-                                         + [keras.layers.Dense(w, activation=activation) for w in hidden]
-                                         + [keras.layers.Dense(data.num_classes)])
-                model.compile(optimizer=make(), metrics=["accuracy"],
-                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-                history = model.fit(x_train, y_train, batch_size=_FIT_BATCH, epochs=c.fit_epochs, verbose=0,
-                                    validation_data=(x_test, y_test)).history
-                for epoch in range(c.fit_epochs):
-                    rows.append({"optimizer": name, "seed": c.seed + seed, "epoch": epoch + 1,
-                                 "train_loss": history["loss"][epoch], "test_loss": history["val_loss"][epoch],
-                                 "test_accuracy": history["val_accuracy"][epoch]})
-                if name == "rule" and saved is None:
-                    saved = _save_and_reload(model, out / "model.keras", x_test[:256])
-                done += 1
-                progress(done, total, f"{name} seed {c.seed + seed}")
-    curves = pd.DataFrame(rows)
-    atomic_write_text(out / "fit.csv", curves.to_csv(index=False))
-    last = curves[curves.epoch == c.fit_epochs]
-    summary = last.groupby("optimizer", sort=False)[["train_loss", "test_loss", "test_accuracy"]].agg(["mean", "std"])
-    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
-    summary = summary.reset_index()
-    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
-    atomic_write_bytes(out / "fit_curves.png", _fit_png(curves))
-    by = summary.set_index("optimizer")
-    figures = {"model": f"MLP {x_train.shape[1]}-{'-'.join(map(str, hidden))}-{data.num_classes} ({activation})",
-               "dataset": data.name, "epochs": c.fit_epochs, "seeds": c.fit_seeds, "reload_max_abs_diff": saved,
-               **{f"{name}_{col}": float(by.loc[name, col]) for name in optimizers for col in by.columns}}
-    ctx.log(f"fit: train loss after {c.fit_epochs} epochs: rule {figures['rule_train_loss_mean']:.4f}, Adam() "
-            f"{figures['Adam()_train_loss_mean']:.4f}; test accuracy {100 * figures['rule_test_accuracy_mean']:.2f} % "
-            f"vs {100 * figures['Adam()_test_accuracy_mean']:.2f} %")
-    return figures
-
-
-def _save_and_reload(model, path: Path, x: np.ndarray) -> float:
-    """Save ``model`` (with its symbolic optimizer) atomically, load it back with ``safe_mode=True``; the largest
-    difference of the two models' outputs on ``x``."""
-    import tempfile
-
-    import keras
-
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        staged = Path(tmp) / path.name
-        model.save(staged)
-        staged.replace(path)
-    reloaded = keras.saving.load_model(path, safe_mode=True)
-    diff = float(np.max(np.abs(model.predict(x, verbose=0) - reloaded.predict(x, verbose=0))))
-    if diff > 1e-5:
-        raise RuntimeError(f"{path} does not load back to the same model (outputs differ by {diff:g})")
-    return diff
-
-
-def _fit_png(curves) -> bytes:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for (name, color) in zip(curves.optimizer.unique(), ("tab:red", "tab:blue", "tab:green")):
-        g = curves[curves.optimizer == name].groupby("epoch")
-        for ax, col in zip(axes, ("train_loss", "test_accuracy")):
-            mean, std = g[col].mean(), g[col].std().fillna(0.0)
-            ax.plot(mean.index, mean.values, color=color, label=name)
-            ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.2)
-    axes[0].set(xlabel="epoch", ylabel="training loss (epoch mean)", yscale="log")
-    axes[1].set(xlabel="epoch", ylabel="test accuracy")
-    axes[0].legend()
-    fig.suptitle("model.fit: the distilled rule vs Adam() (mean ± std over seeds)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _export(ctx: _Context) -> dict:
     import keras
 
@@ -359,120 +255,10 @@ def _export(ctx: _Context) -> dict:
     return {name: sorted(signatures_summary(ctx.path("export", name))) for name in ("rule", "model")}
 
 
-def _report(ctx: _Context, figures: dict[str, dict], seconds: dict[str, float]) -> dict:
-    atomic_write_bytes(ctx.path("meta_training.png"), _meta_training_png(ctx.path("train", "metrics.csv")))
-    atomic_write_text(ctx.path("report.md"), _report_markdown(ctx, figures, seconds))
-    ctx.log(f"report: {ctx.path('report.md')}")
-    return {"report": "report.md"}
+def _fit(ctx: _Context) -> dict:
+    from tf_symbolic_l2o.pipeline.fit_check import fit_check
 
-
-def _meta_training_png(metrics_csv: Path) -> bytes:
-    import io
-
-    import matplotlib
-    import pandas as pd
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = pd.read_csv(metrics_csv)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.plot(m.epoch, m.final_loss, ".-", label="final optimizee loss of the epoch", color="tab:red", alpha=0.7)
-    ax.plot(m.epoch, m.meta_loss, ".-", label="meta-loss (mean over the unrolls)", color="tab:gray", alpha=0.7)
-    val = m.dropna(subset=["val_loss"])
-    if len(val):
-        ax.plot(val.epoch, val.val_loss, "o-", label="validation loss", color="tab:blue")
-    ax.set(xlabel="meta-training epoch", ylabel="loss", yscale="log", title="meta-training")
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _f(value, digits: int = 4) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
-
-
-def _report_markdown(ctx: _Context, figures: dict[str, dict], seconds: dict[str, float]) -> str:
-    import pandas as pd
-
-    from tf_symbolic_l2o.rules.rule import Rule
-
-    c, tc = ctx.config, ctx.train_config
-    ev, dist, fit = figures["evaluate"], figures["distill"], figures["fit"]
-    rule = Rule.load(ctx.path("distill", "rule.json"))
-    shown = rule.with_constants([float(f"{v:.4g}") for v in rule.constants])  # for display only
-    task = tc.task
-    lines = [f"# tfl2o pipeline: {c.optimizer} on {task.get('name')} / {task.get('dataset', '—')}", "",
-             f"Configuration: size `{c.size}`, {tc.epochs} meta-training epochs × {tc.horizons[-1]} steps (unroll "
-             f"{tc.unroll}, meta-lr {tc.meta_lr:g}), {c.samples} recorded rows with {c.memlen} lags, "
-             f"`{c.backend}` distillation, {c.eval_runs} evaluation runs, {c.fit_epochs} epoch(s) × {c.fit_seeds} "
-             f"seed(s) of `model.fit`; seed {c.seed}.", "",
-             "## Headline", "",
-             f"- The learned optimizer ({ev['lstm']}) reaches a final loss of {_f(ev['lstm_final_loss'])} against "
-             f"{_f(ev['best_baseline_final_loss'])} for the best tuned baseline ({ev['best_baseline']}): ratio "
-             f"**{_f(ev['lstm_vs_best_baseline'], 3)}** (below 1: the learned optimizer wins).",
-             f"- The distilled rule explains the LSTM's behaviour with test R² **{dist['r2_test']:.4f}** "
-             f"(train {dist['r2_train']:.4f}); run closed-loop in its teacher's place, its final loss is "
-             f"**{_f(ev['closed_loop_ratio'], 3)}×** the LSTM's ({_f(ev['rule_vs_best_baseline'], 3)}× the best "
-             f"tuned baseline's).",
-             f"- As a Keras optimizer (`model.fit`, {fit['model']}, {fit['epochs']} epoch(s)): training loss "
-             f"{fit['rule_train_loss_mean']:.4f} ± {fit['rule_train_loss_std']:.2g} against `Adam()`'s "
-             f"{fit['Adam()_train_loss_mean']:.4f} ± {fit['Adam()_train_loss_std']:.2g}; test accuracy "
-             f"{100 * fit['rule_test_accuracy_mean']:.2f} % against {100 * fit['Adam()_test_accuracy_mean']:.2f} %.",
-             "",
-             "One meta-training seed is one draw: meta-training is chaotic, and on other hardware float rounding "
-             "changes the learned optimizer from the first epoch, so these figures vary across machines (re-running "
-             "or resuming on the same machine reproduces them bit for bit). Run several `--seed`s for a "
-             "distribution.", "",
-             "## Meta-training", "", "![meta-training](meta_training.png)", "",
-             "## The distilled rule", "",
-             f"`{shown.infix}`", "", f"$$\\Delta\\theta = {shown.latex()}$$", "",
-             "Constants to 4 significant digits here; `distill/rule.json` holds them exactly.", "",
-             f"Features: `{', '.join(rule.feature_names)}` × {rule.memlen} lags; complexity {dist['complexity']}; test R² {dist['r2_test']:.4f}."]
-    invariants = rule.metadata.get("invariants", {})
-    if invariants:
-        lines += ["", "| invariant | holds | detail |", "|---|---|---|"]
-        lines += [f"| {name} | {'yes' if inv['passed'] else '**no**'} | {inv['detail']} |"
-                  for name, inv in invariants.items()]
-    teacher = rule.metadata.get("teacher")
-    if teacher:
-        lines += ["", "The teacher's own soundness (its raw output; a bias at rest is reported here, not copied into "
-                  "the rule): " + ", ".join(f"{k} {_f(v, 3)}" for k, v in teacher.items()) + "."]
-    lines += ["", "![Pareto front](distill/pareto.png)", "",
-              "## Closed-loop evaluation (held-out split)", ""]
-    summary = pd.read_csv(ctx.path("evaluate", "summary.csv"))
-    lines += ["| optimizer | final loss | test accuracy | diverged |", "|---|---|---|---|"]
-    for _, r in summary.iterrows():
-        acc = "—" if math.isnan(r.test_accuracy_mean) else \
-            f"{100 * r.test_accuracy_mean:.2f} % ± {100 * r.test_accuracy_std:.2f}"
-        lines.append(f"| {r.optimizer} | {r.final_loss_mean:.4g} ± {r.final_loss_std:.2g} | {acc} | "
-                     f"{int(r.diverged_runs)}/{int(r.runs)} |")
-    lines += ["", "Baselines' learning rates are tuned on the meta-training split; the runs above use the held-out "
-                  "split. Final loss: mean of the last 10 % of steps; mean ± std over runs.", "",
-              "![evaluation](evaluate/loss_curves.png)", "",
-              "## `model.fit` with the rule", "",
-              f"{fit['model']} on `{fit['dataset']}`, batch {_FIT_BATCH}, {fit['epochs']} epoch(s), "
-              f"{fit['seeds']} seed(s). `fit/model.keras` (trained with the rule) loads back with `safe_mode=True` "
-              f"to the same outputs (largest difference {fit['reload_max_abs_diff']:.2g}).", "",
-              "| optimizer | training loss | test loss | test accuracy |", "|---|---|---|---|"]
-    for name in ("rule", "Adam()"):
-        lines.append(f"| {name} | {fit[f'{name}_train_loss_mean']:.4f} ± {fit[f'{name}_train_loss_std']:.2g} | "
-                     f"{fit[f'{name}_test_loss_mean']:.4f} ± {fit[f'{name}_test_loss_std']:.2g} | "
-                     f"{100 * fit[f'{name}_test_accuracy_mean']:.2f} % ± "
-                     f"{100 * fit[f'{name}_test_accuracy_std']:.2f} |")
-    lines += ["", "![model.fit](fit/fit_curves.png)", "",
-              "## Use it", "", "```python",
-              "from tf_symbolic_l2o.optimizers import SymbolicOptimizer",
-              f"model.compile(optimizer=SymbolicOptimizer(\"{ctx.path('distill', 'rule.json')}\"), loss=...)",
-              "```", "",
-              f"SavedModels: `{ctx.path('export', 'rule')}` (signatures `init_state`, `update`: the rule for any "
-              f"TensorFlow runtime) and `{ctx.path('export', 'model')}` (`serving_default`: the fitted model).", "",
-              "## Stages", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {stage} | {seconds[stage]:.1f} |" for stage in STAGES if stage in seconds]
-    return "\n".join(lines) + "\n"
+    return fit_check(ctx)
 
 
 _STAGE_FUNCTIONS = {"train": _train, "record": _record, "distill": _distill, "evaluate": _evaluate, "fit": _fit,
@@ -485,7 +271,7 @@ _STAGE_OPTIONS = {
     "distill": lambda c, tc: {"backend": c.backend, "options": c.distill_options, "seed": c.seed},
     "evaluate": lambda c, tc: {"runs": c.eval_runs, "steps": c.eval_steps, "baselines": list(c.baselines),
                                "seed": c.seed},
-    "fit": lambda c, tc: {"epochs": c.fit_epochs, "seeds": c.fit_seeds, "seed": c.seed, "batch": _FIT_BATCH},
+    "fit": lambda c, tc: {"epochs": c.fit_epochs, "seeds": c.fit_seeds, "seed": c.seed, "batch": FIT_BATCH},
     "export": lambda c, tc: {},
     "report": lambda c, tc: {"version": 1},
 }
@@ -549,7 +335,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, until: s
             if stage == "report":
                 figures = {s: stages[s]["figures"] for s in ("distill", "evaluate", "fit")}
                 seconds = {s: stages[s].get("seconds", 0.0) for s in STAGES if s in stages}
-                entry = {"figures": _report(ctx, figures, seconds)}
+                from tf_symbolic_l2o.pipeline.report import write_report
+
+                entry = {"figures": write_report(ctx, figures, seconds)}
             else:
                 entry = {"figures": _STAGE_FUNCTIONS[stage](ctx)}
             entry.update(fingerprint=fingerprint, seconds=round(time.perf_counter() - t0, 2),

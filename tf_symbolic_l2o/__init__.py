@@ -22,18 +22,36 @@ optimizers; :mod:`.baselines` keeps ``Baseline``), :mod:`.harness` (runs and lea
 
 __version__ = "0.1.0"
 
-from tf_symbolic_l2o.baselines import Baseline
-from tf_symbolic_l2o.features import FEATURE_NAMES, FeatureSet
-from tf_symbolic_l2o.learned.io import load_l2o, save_l2o
-from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
-from tf_symbolic_l2o.learned.registry import available_optimizers, make_l2o
-from tf_symbolic_l2o.meta.evaluate import evaluate_optimizers, write_report
-from tf_symbolic_l2o.meta.trainer import MetaTrainer, TrainConfig
-from tf_symbolic_l2o.optimizers import LearnedOptimizer, SymbolicDM, SymbolicOptimizer, SymbolicRP, SymbolicRPsi
-from tf_symbolic_l2o.rules import Rule
-from tf_symbolic_l2o.tasks.keras_task import KerasModelTask
-from tf_symbolic_l2o.tasks.registry import available_tasks, make_task
-from tf_symbolic_l2o.tune import MetaTuner, TunableRule, TuneConfig, psi_rule
+from tf_symbolic_l2o import optimizers as _optimizers  # noqa: F401 - registers the Keras optimizers for loading
+
+# The other names are imported on first use (PEP 562), so that under Keras' JAX or PyTorch backend importing the
+# package or its optimizers does not import TensorFlow.
+_HOMES = {
+    "Baseline": "baselines", "FEATURE_NAMES": "features", "FeatureSet": "features", "load_l2o": "learned.io",
+    "save_l2o": "learned.io", "CoordinatewiseLSTM": "learned.lstm", "available_optimizers": "learned.registry",
+    "make_l2o": "learned.registry", "evaluate_optimizers": "meta.evaluate", "write_report": "meta.evaluate",
+    "MetaTrainer": "meta.trainer", "TrainConfig": "meta.trainer", "LearnedOptimizer": "optimizers",
+    "SymbolicDM": "optimizers", "SymbolicOptimizer": "optimizers", "SymbolicRP": "optimizers",
+    "SymbolicRPsi": "optimizers", "Rule": "rules", "KerasModelTask": "tasks.keras_task",
+    "available_tasks": "tasks.registry", "make_task": "tasks.registry", "MetaTuner": "tune", "TunableRule": "tune",
+    "TuneConfig": "tune", "psi_rule": "tune",
+}
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))
+
 
 __all__ = [
     "Baseline", "CoordinatewiseLSTM", "FEATURE_NAMES", "FeatureSet", "KerasModelTask", "LearnedOptimizer",

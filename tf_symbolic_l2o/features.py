@@ -30,9 +30,13 @@ shrinks the first steps by (1−β1ᵗ); we use the bias-corrected m̂ so ``mp2`
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
 from typing import Mapping
 
-import tensorflow as tf
+from tf_symbolic_l2o._lazy import LazyModule
+
+tf = LazyModule("tensorflow")
 
 FEATURE_NAMES: tuple[str, ...] = ("mt", "gt", "g", "mom5", "mom9", "mom99", "t", "m", "mhat", "s",
                                   "mp2", "mp25", "mp3")
@@ -73,13 +77,35 @@ def parse_features(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(n for n in FEATURE_NAMES if n in names)
 
 
-def _root(x: tf.Tensor, p: float) -> tf.Tensor:
+@functools.lru_cache(maxsize=None)
+def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
+    """The array functions the feature computations use: TensorFlow's for ``"tensorflow"`` (the LSTM optimizers,
+    the recorder, meta-training, the TensorFlow Keras optimizers) or ``keras.ops`` for ``"keras"`` (the Keras
+    optimizers on the JAX and PyTorch backends). Same functions, same order of operations."""
+    if backend == "tensorflow":
+        return types.SimpleNamespace(
+            where=tf.where, sqrt=tf.sqrt, pow=tf.pow, square=tf.square, abs=tf.abs, isfinite=tf.math.is_finite,
+            logical_and=tf.logical_and, stack=tf.stack, cast=tf.cast, ones_like=tf.ones_like,
+            zeros_like=tf.zeros_like, constant=tf.constant, dtype=lambda x: x.dtype)
+    if backend == "keras":
+        import keras
+        from keras import ops
+
+        return types.SimpleNamespace(
+            where=ops.where, sqrt=ops.sqrt, pow=ops.power, square=ops.square, abs=ops.abs, isfinite=ops.isfinite,
+            logical_and=ops.logical_and, stack=ops.stack, cast=ops.cast, ones_like=ops.ones_like,
+            zeros_like=ops.zeros_like, constant=lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype),
+            dtype=lambda x: keras.backend.standardize_dtype(x.dtype))
+    raise ValueError(f"unknown array backend {backend!r}; use 'tensorflow' or 'keras'")
+
+
+def _root(x, p: float, o: types.SimpleNamespace):
     """x^(1/p) for x ≥ 0 with a finite derivative at 0 (0 there instead of ∞·0 = NaN), the same values otherwise, so
     second-order meta-gradients through the features stay finite where a coordinate's gradient is exactly zero."""
     positive = x > 0
-    safe = tf.where(positive, x, tf.ones_like(x))
-    root = tf.sqrt(safe) if p == 2.0 else tf.pow(safe, 1.0 / p)
-    return tf.where(positive, root, tf.zeros_like(x))
+    safe = o.where(positive, x, o.ones_like(x))
+    root = o.sqrt(safe) if p == 2.0 else o.pow(safe, 1.0 / p)
+    return o.where(positive, root, o.zeros_like(x))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,66 +164,71 @@ class FeatureSet:
         order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3")
         return tuple(s for s in order if s in need)
 
-    def init_state(self, shape, dtype=tf.float32) -> dict[str, tf.Tensor]:
-        """Zero state for coordinates of the given shape."""
+    def init_state(self, shape, dtype="float32") -> dict[str, tf.Tensor]:
+        """Zero state for coordinates of the given shape (TensorFlow tensors)."""
         return {name: tf.zeros(shape, dtype) for name in self.state_names()}
 
-    def update(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, step) -> tuple[tf.Tensor, dict]:
-        """Advance the state with gradient ``g`` at step ``step`` (1-based).
+    def update(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, step, backend: str = "tensorflow"
+               ) -> tuple[tf.Tensor, dict]:
+        """Advance the state with gradient ``g`` at step ``step`` (1-based). ``backend``: ``"tensorflow"`` or
+        ``"keras"`` (``keras.ops``, any Keras backend; see :func:`array_ops`), for this and the methods below.
 
         Returns:
             ``(features, new_state)``; ``features`` has shape ``g.shape + [num_features]``.
         """
-        new = self.advance(state, g)
-        return self.features(new, g, step), new
+        new = self.advance(state, g, backend)
+        return self.features(new, g, step, backend), new
 
-    def inputs_finite(self, g: tf.Tensor) -> tf.Tensor:
+    def inputs_finite(self, g: tf.Tensor, backend: str = "tensorflow") -> tf.Tensor:
         """Per coordinate, ``True`` where ``g`` and every quantity :meth:`advance` averages into the state (g²,
         |g|ᵖ) are finite: from a finite state, the advanced state is then finite too (up to rounding at the top of
         the float range). A function of ``g`` alone, so a guard built on it needs no pass over the new state."""
-        ok = tf.math.is_finite(g)
+        o = array_ops(backend)
+        ok = o.isfinite(g)
         names = self.state_names()
         if "v" in names:
-            ok = tf.logical_and(ok, tf.math.is_finite(tf.square(g)))
+            ok = o.logical_and(ok, o.isfinite(o.square(g)))
         for name, p in _MAGIC_P.items():
             if f"v_{name}" in names:
-                ok = tf.logical_and(ok, tf.math.is_finite(tf.pow(tf.abs(g), p)))
+                ok = o.logical_and(ok, o.isfinite(o.pow(o.abs(g), p)))
         return ok
 
-    def advance(self, state: Mapping[str, tf.Tensor], g: tf.Tensor) -> dict:
+    def advance(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, backend: str = "tensorflow") -> dict:
         """The state after gradient ``g`` (the first half of :meth:`update`)."""
-        dtype = g.dtype
-        b1, b2 = tf.constant(self.beta1, dtype), tf.constant(self.beta2, dtype)
+        o = array_ops(backend)
+        dtype = o.dtype(g)
+        b1, b2 = o.constant(self.beta1, dtype), o.constant(self.beta2, dtype)
         new = {}
         if "m" in state:
             new["m"] = b1 * state["m"] + (1.0 - b1) * g
         if "v" in state:
-            new["v"] = b2 * state["v"] + (1.0 - b2) * tf.square(g)
+            new["v"] = b2 * state["v"] + (1.0 - b2) * o.square(g)
         for name, d in _MOM_DECAY.items():
             if name in state:
                 new[name] = d * state[name] + (1.0 - d) * g
         for name, p in _MAGIC_P.items():
             key = f"v_{name}"
             if key in state:
-                new[key] = b2 * state[key] + (1.0 - b2) * tf.pow(tf.abs(g), p)
+                new[key] = b2 * state[key] + (1.0 - b2) * o.pow(o.abs(g), p)
         return new
 
-    def features(self, new: Mapping[str, tf.Tensor], g: tf.Tensor, step) -> tf.Tensor:
+    def features(self, new: Mapping[str, tf.Tensor], g: tf.Tensor, step, backend: str = "tensorflow") -> tf.Tensor:
         """The features of step ``step`` from the state ``new`` already advanced with ``g`` (the second half of
         :meth:`update`), shape ``g.shape + [num_features]``."""
-        dtype = g.dtype
-        t = tf.cast(step, dtype)
-        b1, b2 = tf.constant(self.beta1, dtype), tf.constant(self.beta2, dtype)
+        o = array_ops(backend)
+        dtype = o.dtype(g)
+        t = o.cast(step, dtype)
+        b1, b2 = o.constant(self.beta1, dtype), o.constant(self.beta2, dtype)
         cache = {}
 
         def mhat():
             if "mhat" not in cache:
-                cache["mhat"] = new["m"] / (1.0 - tf.pow(b1, t))
+                cache["mhat"] = new["m"] / (1.0 - o.pow(b1, t))
             return cache["mhat"]
 
         def s():
             if "s" not in cache:
-                cache["s"] = _root(new["v"] / (1.0 - tf.pow(b2, t)), 2.0) + tf.constant(self.eps, dtype)
+                cache["s"] = _root(new["v"] / (1.0 - o.pow(b2, t)), 2.0, o) + o.constant(self.eps, dtype)
             return cache["s"]
 
         cols = []
@@ -211,7 +242,7 @@ class FeatureSet:
             elif n in _MOM_DECAY:
                 cols.append(new[n])
             elif n == "t":
-                cols.append(tf.ones_like(g) * (t / 1000.0))
+                cols.append(o.ones_like(g) * (t / 1000.0))
             elif n == "m":
                 cols.append(new["m"])
             elif n == "mhat":
@@ -220,9 +251,9 @@ class FeatureSet:
                 cols.append(s())
             else:  # magic inputs
                 p = _MAGIC_P[n]
-                vhat_p = new[f"v_{n}"] / (1.0 - tf.pow(b2, t))
-                cols.append(mhat() / (_root(vhat_p, p) + MAGIC_EPS))
-        return tf.stack(cols, axis=-1)
+                vhat_p = new[f"v_{n}"] / (1.0 - o.pow(b2, t))
+                cols.append(mhat() / (_root(vhat_p, p, o) + MAGIC_EPS))
+        return o.stack(cols, axis=-1)
 
     def config(self) -> dict:
         return {"names": self.spec, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -6,9 +6,12 @@ Not public API.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-_LOW_PRECISION = (tf.float16, tf.bfloat16)
+from tf_symbolic_l2o._lazy import LazyModule
+
+tf = LazyModule("tensorflow")
+
+_LOW_PRECISION = ("float16", "bfloat16")
 
 BASE_ARGS_DOC = """weight_decay: Float. If set, decoupled weight decay ``θ ← θ − lr·wd·θ`` is applied before the
             update (``exclude_from_weight_decay`` is honoured).
@@ -32,17 +35,22 @@ BASE_ARGS_DOC = """weight_decay: Float. If set, decoupled weight decay ``θ ← 
         name: String. The name of the optimizer's variables' name scope."""
 
 
+def is_tensorflow_backend() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 def require_tensorflow_backend(cls_name: str) -> None:
     if keras.backend.backend() != "tensorflow":
         raise ValueError(f"{cls_name} needs the TensorFlow backend of Keras (KERAS_BACKEND=tensorflow); "
                          f"the current backend is {keras.backend.backend()!r}")
 
 
-def compute_dtype(dtype) -> tf.DType:
-    """The dtype the optimizer's state and features use for a variable of ``dtype``: float32 for float16 and
-    bfloat16 variables (their range and resolution are too small for second moments), else the variable's."""
-    dtype = tf.as_dtype(dtype)
-    return tf.float32 if dtype in _LOW_PRECISION else dtype
+def compute_dtype(dtype) -> str:
+    """The dtype (a Keras dtype name) the optimizer's state and features use for a variable of ``dtype``: float32
+    for float16 and bfloat16 variables (their range and resolution are too small for second moments), else the
+    variable's."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float32" if dtype in _LOW_PRECISION else dtype
 
 
 def add_slot(optimizer: keras.optimizers.Optimizer, variable, name: str, shape=None, dtype=None):
@@ -54,8 +62,8 @@ def add_slot(optimizer: keras.optimizers.Optimizer, variable, name: str, shape=N
     with ``variable`` for ``tf.distribute``.
     """
     shape = tuple(variable.shape) if shape is None else tuple(int(s) for s in shape)
-    var_dtype = tf.as_dtype(variable.dtype)
-    dtype = var_dtype if dtype is None else tf.as_dtype(dtype)
+    var_dtype = keras.backend.standardize_dtype(variable.dtype)
+    dtype = var_dtype if dtype is None else keras.backend.standardize_dtype(dtype)
     if shape == tuple(variable.shape) and dtype == var_dtype:
         return optimizer.add_variable_from_reference(variable, name=name)
     if hasattr(variable, "path"):
@@ -64,10 +72,10 @@ def add_slot(optimizer: keras.optimizers.Optimizer, variable, name: str, shape=N
         full_name = f"{str(variable.name).replace('/', '_').replace(':', '_')}_{name}"
     strategy = getattr(optimizer, "_distribution_strategy", None)
     if strategy is None:
-        return optimizer.add_variable(shape=shape, dtype=dtype.name, initializer="zeros", name=full_name)
+        return optimizer.add_variable(shape=shape, dtype=dtype, initializer="zeros", name=full_name)
     colocate = variable.value if isinstance(variable, keras.Variable) else variable
     with strategy.extended.colocate_vars_with(colocate):
-        return optimizer.add_variable(shape=shape, dtype=dtype.name, initializer="zeros", name=full_name)
+        return optimizer.add_variable(shape=shape, dtype=dtype, initializer="zeros", name=full_name)
 
 
 def dense_gradient(gradient, variable) -> tf.Tensor:
@@ -91,9 +99,12 @@ def all_finite(*tensors, event_dims: int = 0) -> tf.Tensor:
     return ok
 
 
-def keep_where(ok, new, old, event_dims: int = 0):
-    """``new`` where the coordinate is ``ok``, else ``old`` (``ok`` broadcast over ``event_dims`` trailing axes)."""
+def keep_where(ok, new, old, event_dims: int = 0, backend: str = "tensorflow"):
+    """``new`` where the coordinate is ``ok``, else ``old`` (``ok`` broadcast over ``event_dims`` trailing axes);
+    ``backend`` as in :func:`~tf_symbolic_l2o.features.array_ops`."""
+    from tf_symbolic_l2o.features import array_ops
+
     mask = ok
     for _ in range(event_dims):
         mask = mask[..., None]
-    return tf.where(mask, new, old)
+    return array_ops(backend).where(mask, new, old)

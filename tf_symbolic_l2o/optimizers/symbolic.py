@@ -4,12 +4,15 @@ from __future__ import annotations
 
 
 import keras
-import tensorflow as tf
 
+from tf_symbolic_l2o._lazy import LazyModule
+from tf_symbolic_l2o.features import array_ops
 from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, compute_dtype, dense_gradient,
-                                                keep_where, require_tensorflow_backend)
+                                                is_tensorflow_backend, keep_where)
 from tf_symbolic_l2o.rules.coordinate import lag_window
 from tf_symbolic_l2o.rules.rule import as_rule
+
+tf = LazyModule("tensorflow")
 
 
 # Variables per XLA cluster in a fused step (no tf.distribute). The value was chosen by timing ResNet-50's fit step:
@@ -62,11 +65,13 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
             layout, as stored by :meth:`get_config`; validated strictly) or the path of a ``rule.json`` file.
         learning_rate: A float, a ``keras.optimizers.schedules.LearningRateSchedule`` instance, or a callable that
             takes no arguments and returns the value to use: the multiplier on the rule's step. Defaults to 1.0.
-        fused: run each step (features, rule, finiteness guard and the writes of state and variable) as
-            XLA-compiled code, also when the model itself runs in graph mode: outside ``tf.distribute`` in
-            compiled functions of about ten variables each, under a strategy one per variable. Same values either
-            way (to float rounding). The fused step is cheaper; its first call also compiles it, so the first
-            step takes longer. Defaults to True.
+        fused: on the TensorFlow backend, run each step (features, rule, finiteness guard and the writes of
+            state and variable) as XLA-compiled code, also when the model itself runs in graph mode: outside
+            ``tf.distribute`` in compiled functions of about ten variables each, under a strategy one per variable.
+            Same values either way (to float rounding). The fused step is cheaper; its first call also compiles
+            it, so the first step takes longer. Defaults to True. On the JAX and PyTorch backends the step is
+            written in ``keras.ops`` and compiled with the rest of the train step by the backend (``fused`` is
+            kept in the config and has no effect there).
         {{base_args}}
 
     Reference:
@@ -91,7 +96,6 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         name="symbolic",
         **kwargs,
     ):
-        require_tensorflow_backend(type(self).__name__)
         rule = as_rule(rule).minimal()  # same updates, only the slots the formula needs
         super().__init__(
             learning_rate=learning_rate,
@@ -113,12 +117,16 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         self._memlen = int(rule.memlen)
         self._num_features = self._feature_set.num_features
         self._output_scale = float(rule.output_scale)
-        self._rule_fn = rule.tf_fn()
         self.fused = fused
-        # XLA fuses the ~30 elementwise ops of a step, reads and writes of the state included, into one loop
-        # (graph mode runs every op as its own pass over the variable).
-        self._fused_update = tf.function(self._update, jit_compile=True)
-        self._fused_update_group = tf.function(self._update_group, jit_compile=True)
+        self._backend = "tensorflow" if is_tensorflow_backend() else "keras"
+        if self._backend == "tensorflow":
+            self._rule_fn = rule.tf_fn()
+            # XLA fuses the ~30 elementwise ops of a step, reads and writes of the state included, into one loop
+            # (graph mode runs every op as its own pass over the variable).
+            self._fused_update = tf.function(self._update, jit_compile=True)
+            self._fused_update_group = tf.function(self._update_group, jit_compile=True)
+        else:
+            self._rule_fn = rule.keras_fn()
 
     def build(self, var_list):
         """Create the optimizer variables (see the class docstring for names, shapes and order).
@@ -147,8 +155,24 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
+        if self._backend != "tensorflow":
+            self._keras_update(gradient, variable, learning_rate)
+            return
         update = self._fused_update if self.fused else self._update
         update(*self._update_args(gradient, variable, learning_rate))
+
+    def _keras_update(self, gradient, variable, learning_rate):
+        """The step in ``keras.ops`` (JAX and PyTorch backends): the same math as the TensorFlow step."""
+        from keras import ops
+
+        index = self._get_variable_index(variable)
+        dtype = compute_dtype(variable.dtype)
+        g = ops.cast(gradient, dtype)
+        lr, step = ops.cast(learning_rate, dtype), ops.cast(self.iterations + 1, dtype)
+        slots, history = self._state_slots[index], self._history_slots[index]
+        old_state = {name: ops.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
+        old_history = None if history is None else ops.convert_to_tensor(history)
+        self._write(variable, slots, history, *self._math(g, old_state, old_history, step, lr))
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # Outside tf.distribute, a fused optimizer updates its variables in XLA clusters of up to
@@ -187,12 +211,15 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         """One variable's update: features, rule, finite guard, then ``self.assign*`` of state and variable."""
         old_state = {name: tf.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
         old_history = None if history is None else tf.convert_to_tensor(history)
-        new_state, new_history, delta = self._math(g, old_state, old_history, step, lr)
+        self._write(variable, slots, history, *self._math(g, old_state, old_history, step, lr))
+
+    def _write(self, variable, slots, history, new_state, new_history, delta):
+        """``self.assign*`` of the new state, lag history and variable."""
         for name, slot in zip(self._state_names, slots):
             self.assign(slot, new_state[name])
         if history is not None:
             self.assign(history, new_history)
-        self.assign_add(variable, tf.cast(delta, variable.dtype))
+        self.assign_add(variable, keras.ops.cast(delta, variable.dtype))
 
     def _update_group(self, batch):
         for args in batch:
@@ -208,18 +235,20 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         writes the mask, each slot and the variable in one loop each (SymbolicRP: 4 loops per variable, against 6
         with a guard on the whole new state).
         """
-        ok = self._feature_set.inputs_finite(g)
-        new_state = self._feature_set.advance(old_state, tf.where(ok, g, tf.zeros_like(g)))
-        state = {name: keep_where(tf.logical_and(ok, tf.math.is_finite(new_state[name])), new_state[name],
-                                  old_state[name]) for name in self._state_names}
-        feats = self._feature_set.features(state, g, step)
-        x, shifted = (feats, None) if old_history is None else lag_window(feats, old_history)
-        delta = lr * tf.constant(self._output_scale, g.dtype) * self._rule_fn(x)
+        b, fs = self._backend, self._feature_set
+        o = array_ops(b)
+        ok = fs.inputs_finite(g, b)
+        new_state = fs.advance(old_state, o.where(ok, g, o.zeros_like(g)), b)
+        state = {name: keep_where(o.logical_and(ok, o.isfinite(new_state[name])), new_state[name],
+                                  old_state[name], backend=b) for name in self._state_names}
+        feats = fs.features(state, g, step, b)
+        x, shifted = (feats, None) if old_history is None else lag_window(feats, old_history, backend=b)
+        delta = lr * o.constant(self._output_scale, o.dtype(g)) * self._rule_fn(x)
         new_history = None
         if old_history is not None:
-            new_history = keep_where(ok[None], shifted, old_history, event_dims=1)
-        step_ok = tf.logical_and(ok, tf.math.is_finite(delta))
-        return state, new_history, tf.where(step_ok, delta, tf.zeros_like(delta))
+            new_history = keep_where(ok[None], shifted, old_history, event_dims=1, backend=b)
+        step_ok = o.logical_and(ok, o.isfinite(delta))
+        return state, new_history, o.where(step_ok, delta, o.zeros_like(delta))
 
     def get_config(self):
         config = super().get_config()

@@ -15,10 +15,10 @@ Each stage calls the library function its own command calls (``tfl2o train``, ``
     OUT/report.md         the report, with meta_training.png beside it
 
 A stage is skipped when ``pipeline.json`` holds its fingerprint — a hash of its options and of the fingerprints of
-the stages whose outputs it reads (:data:`DEPENDS`) — and its outputs exist, so a killed pipeline continues where it stopped (an interrupted
-meta-training resumes from its last checkpoint) and changing one stage's options re-runs that stage and the ones
-after it. Meta-training is the one stage that is never thrown away: a run directory meta-trained with other
-options is an error that names them (more epochs only extend it).
+the stages whose outputs it reads (:data:`DEPENDS`) — and its outputs exist, so a killed pipeline continues where
+it stopped (an interrupted meta-training resumes from its last checkpoint) and changing one stage's options re-runs
+that stage and the ones that read it. Meta-training is the one stage that is never thrown away: a run directory
+meta-trained with other options is an error that names them (more epochs only extend it).
 
 The ``fit`` stage lives in :mod:`.fit_check`, the ``report`` stage in :mod:`.report`; the others call the library
 functions of their commands directly.
@@ -278,7 +278,8 @@ _STAGE_OPTIONS = {
 
 #: The stages whose outputs each stage reads.
 DEPENDS = {"train": (), "record": ("train",), "distill": ("record",), "evaluate": ("train", "distill"),
-           "fit": ("distill",), "export": ("distill", "fit"), "report": ("train", "distill", "evaluate", "fit", "export")}
+           "fit": ("distill",), "export": ("distill", "fit"),
+           "report": ("train", "distill", "evaluate", "fit", "export")}
 
 _STAGE_OUTPUTS = {
     "train": ("train/l2o", "train/metrics.csv"),

@@ -81,7 +81,8 @@ def _report_markdown(ctx, figures: dict[str, dict], seconds: dict[str, float]) -
              "## The distilled rule", "",
              f"`{shown.infix}`", "", f"$$\\Delta\\theta = {shown.latex()}$$", "",
              "Constants to 4 significant digits here; `distill/rule.json` holds them exactly.", "",
-             f"Features: `{', '.join(rule.feature_names)}` × {rule.memlen} lags; complexity {dist['complexity']}; test R² {dist['r2_test']:.4f}."]
+             f"Features: `{', '.join(rule.feature_names)}` × {rule.memlen} lags; complexity {dist['complexity']}; "
+             f"test R² {dist['r2_test']:.4f}."]
     invariants = rule.metadata.get("invariants", {})
     if invariants:
         lines += ["", "| invariant | holds | detail |", "|---|---|---|"]

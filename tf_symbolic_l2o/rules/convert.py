@@ -19,10 +19,12 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from tf_symbolic_l2o._lazy import LazyModule, not_converted_by_autograph
 from tf_symbolic_l2o.rules.expression import Const, Node, Var, constants as _constants, split_var, variables
 from tf_symbolic_l2o.rules.ops import OPS
+
+tf = LazyModule("tensorflow")
 
 
 def _constant_source(node: Node, values):
@@ -31,8 +33,9 @@ def _constant_source(node: Node, values):
         return None
     n = len(_constants(node))
     length = None
-    if tf.is_tensor(values) or isinstance(values, tf.Variable):
-        if values.shape.rank is not None and values.shape.rank != 1:
+    if hasattr(values, "shape") and hasattr(values, "dtype"):  # a tensor or variable of any backend
+        rank = values.shape.rank if hasattr(values.shape, "rank") else len(values.shape)
+        if rank is not None and rank != 1:
             raise ValueError(f"constants must be a vector, got shape {values.shape}")
         length = values.shape[0]
     else:
@@ -43,9 +46,18 @@ def _constant_source(node: Node, values):
     return lambda i: values[i]
 
 
+def _used_variables(node: Node, env: Mapping[str, Any]) -> list[str]:
+    """The variables of ``node``; a one-line error if ``env`` lacks one."""
+    used = variables(node)
+    missing = [v for v in used if v not in env]
+    if missing:
+        raise ValueError(f"missing input(s) {missing}")
+    return used
+
+
 def _walk(node: Node, const, leaves: Mapping[str, Any], backend: str):
     """Evaluate ``node`` bottom-up: ``const(i, value)`` for the i-th constant (pre-order), ``leaves[name]`` for
-    variables, and each op's ``backend`` implementation (``"numpy"`` or ``"tf"``)."""
+    variables, and each op's ``backend`` implementation (``"numpy"``, ``"tf"`` or ``"keras"``)."""
     counter = [0]
 
     def ev(n):
@@ -69,10 +81,7 @@ def evaluate_numpy(node: Node, env: Mapping[str, Any], constants: Sequence[float
         constants: optional replacement values for the constants (pre-order).
         dtype: computation dtype; default: the result type of the inputs, float64 if not floating.
     """
-    used = variables(node)
-    missing = [v for v in used if v not in env]
-    if missing:
-        raise ValueError(f"missing input(s) {missing}")
+    used = _used_variables(node, env)
     arrays = {v: np.asarray(env[v]) for v in used}
     if dtype is None:
         dtype = np.result_type(*arrays.values()) if arrays else np.float64
@@ -89,7 +98,7 @@ def evaluate_numpy(node: Node, env: Mapping[str, Any], constants: Sequence[float
         return np.asarray(_walk(node, const, arrays, "numpy"), dtype=dtype)
 
 
-@tf.autograph.experimental.do_not_convert
+@not_converted_by_autograph
 def evaluate_tf(node: Node, env: Mapping[str, Any], constants=None, dtype=None) -> tf.Tensor:
     """Evaluate ``node`` with TensorFlow ops (works in ``tf.function`` and under XLA).
 
@@ -100,10 +109,7 @@ def evaluate_tf(node: Node, env: Mapping[str, Any], constants=None, dtype=None) 
             tensor/``tf.Variable``; they are cast to ``dtype``.
         dtype: computation dtype; default: the dtype of the first input tensor, float32 without inputs.
     """
-    used = variables(node)
-    missing = [v for v in used if v not in env]
-    if missing:
-        raise ValueError(f"missing input(s) {missing}")
+    used = _used_variables(node, env)
     tensors = {}
     for v in used:
         x = env[v]
@@ -118,6 +124,32 @@ def evaluate_tf(node: Node, env: Mapping[str, Any], constants=None, dtype=None) 
         return tf.constant(value, dtype=dtype) if get_const is None else tf.cast(get_const(i), dtype)
 
     return _walk(node, const, tensors, "tf")
+
+
+def evaluate_keras(node: Node, env: Mapping[str, Any], constants=None, dtype=None):
+    """Evaluate ``node`` with ``keras.ops`` (any Keras backend), as :func:`evaluate_tf` does with TensorFlow.
+
+    Args:
+        node: the expression.
+        env: ``{variable name: tensor}`` for every variable of ``node``.
+        constants: optional replacement values for the constants (pre-order), cast to ``dtype``.
+        dtype: computation dtype; default: the dtype of the first input, float32 without inputs.
+    """
+    import keras
+    from keras import ops
+
+    used = _used_variables(node, env)
+    tensors = {v: ops.convert_to_tensor(env[v]) for v in used}
+    if dtype is None:
+        dtype = keras.backend.standardize_dtype(tensors[used[0]].dtype) if used else "float32"
+    dtype = keras.backend.standardize_dtype(dtype)
+    tensors = {k: ops.cast(t, dtype) for k, t in tensors.items()}
+    get_const = _constant_source(node, constants)
+
+    def const(i, value):
+        return ops.convert_to_tensor(value, dtype=dtype) if get_const is None else ops.cast(get_const(i), dtype)
+
+    return _walk(node, const, tensors, "keras")
 
 
 # ------------------------------------------------------------------------------------------------ sympy

@@ -38,8 +38,8 @@ import os
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import tensorflow as tf
 
+from tf_symbolic_l2o._lazy import LazyModule
 from tf_symbolic_l2o.features import FeatureSet
 from tf_symbolic_l2o.io import atomic_write_json, read_json
 from tf_symbolic_l2o.rules import convert
@@ -47,6 +47,8 @@ from tf_symbolic_l2o.rules.expression import (Const, Node, Op, Var, constants, f
                                               to_prefix, variables, with_constants)
 from tf_symbolic_l2o.rules.infix import to_infix
 from tf_symbolic_l2o.rules.ops import short
+
+tf = LazyModule("tensorflow")
 
 FORMAT = "tfl2o-rule/1"
 """The ``format`` value of rule files this version reads and writes."""
@@ -334,6 +336,25 @@ class Rule:
             if not used:  # a constant rule: give it the batch shape
                 out = tf.broadcast_to(out, batch_shape)
             return out
+
+        return f
+
+    def keras_fn(self) -> Callable:
+        """``f(x, constants=None)`` built from ``keras.ops``, for any Keras backend: ``x`` is one tensor
+        ``[..., len(inputs)]`` in :attr:`inputs` order; the result has its batch shape and dtype."""
+        from keras import ops
+
+        expr, index, n_in = self.expression, {n: i for i, n in enumerate(self.inputs)}, len(self.inputs)
+        used = variables(expr)
+
+        def f(x, constants=None):
+            x = ops.convert_to_tensor(x)
+            if len(x.shape) == 0 or x.shape[-1] != n_in:
+                raise ValueError(f"expected inputs of shape [..., {n_in}] ({', '.join(self.inputs)}), got "
+                                 f"{tuple(x.shape)}")
+            out = convert.evaluate_keras(expr, {v: x[..., index[v]] for v in used}, constants=constants,
+                                         dtype=x.dtype)
+            return out if used else ops.broadcast_to(out, tuple(x.shape[:-1]))
 
         return f
 

@@ -1,0 +1,137 @@
+"""The symbolic Keras optimizers on Keras' JAX backend: importing them imports no TensorFlow, and their steps equal
+the TensorFlow backend's (the same gradients, the same weights and slots to float32 rounding), non-finite guard,
+rest, sign symmetry, weight decay and clipping included; ``model.fit`` and a ``.keras`` round trip work there.
+
+Each JAX check runs in a subprocess (the backend is fixed per process); the TensorFlow side runs here."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _backend_steps import INIT, run as run_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The gradient sequence: 6 steps on two variables (a [3, 4] matrix and a [5] vector), with a zero gradient in
+# step 3, an inf and a NaN entry in step 4 (the guard keeps those coordinates), large and tiny values elsewhere.
+STEPS = 6
+
+
+def gradients(seed: int = 0) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(STEPS):
+        a = rng.normal(size=(3, 4)).astype(np.float32) * np.float32(10.0 ** rng.integers(-4, 2))
+        b = rng.normal(size=(5,)).astype(np.float32)
+        if t == 2:
+            a, b = np.zeros_like(a), np.zeros_like(b)
+        if t == 3:
+            a[0, 0], b[1] = np.inf, np.nan
+        out.append([a, b])
+    return out
+
+
+# optimizer name → constructor keyword arguments; rules: the three presets, a lagged rule with the full feature set
+CASES = {
+    "SymbolicRP": {},
+    "SymbolicRPsi": {},
+    "SymbolicDM": {"weight_decay": 0.01, "clipnorm": 1.0},
+    "SymbolicRP_lr": {"learning_rate": 0.5, "global_clipnorm": 2.0},
+}
+
+def _subprocess(code: str, backend: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    args = ["-m", code[3:]] if code.startswith("-m ") else ["-c", code]
+    return subprocess.run([sys.executable, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_importing_the_optimizers_under_jax_imports_no_tensorflow(tmp_path):
+    code = ("import os; os.environ['KERAS_BACKEND'] = 'jax'\n"
+            "import tf_symbolic_l2o.optimizers, sys\n"
+            "from tf_symbolic_l2o.optimizers import SymbolicRP\n"
+            "SymbolicRP()\n"
+            "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:5]\n"
+            "print('ok')")
+    run = _subprocess(code, "jax", tmp_path)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def jax_steps(tmp_path_factory):
+    """Every case's weights after each step and its final slots, computed under the JAX backend (and, for the
+    sign check, the same gradients negated)."""
+    tmp = tmp_path_factory.mktemp("jax")
+    np.savez(tmp / "grads.npz", *[g for step in gradients() for g in step])
+    (tmp / "cases.json").write_text(json.dumps(CASES))
+    run = _subprocess("-m _backend_steps", "jax", tmp)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "jax"
+    return dict(np.load(tmp / "out.npz"))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_jax_steps_equal_tensorflow_steps(jax_steps, name):
+    weights, slots = run_steps(name, CASES[name], gradients())  # this process: the TensorFlow backend
+    for t, ws in enumerate(weights):
+        for i, w in enumerate(ws):
+            np.testing.assert_allclose(jax_steps[f"{name}|1.0|w|{t}|{i}"], w, rtol=2e-5, atol=1e-7,
+                                       err_msg=f"{name}: weights after step {t + 1}, variable {i}")
+    for i, s in enumerate(slots):
+        np.testing.assert_allclose(jax_steps[f"{name}|1.0|s|{i}"], s, rtol=2e-5, atol=1e-7,
+                                   err_msg=f"{name}: optimizer variable {i}")
+
+
+@pytest.mark.parametrize("name", ["SymbolicRP", "SymbolicRPsi", "SymbolicDM"])
+def test_jax_invariants_rest_guard_and_sign(jax_steps, name):
+    """On JAX: three zero gradients from the zero state move nothing; the inf/NaN coordinates of step 4 keep their
+    weights; every weight is finite; negated gradients give the mirrored steps (no weight decay in these cases)."""
+    init = INIT
+    w = {t: [jax_steps[f"{name}|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)}
+    if name != "SymbolicDM":  # SymbolicDM's case has weight decay and clipping, which act on every coordinate
+        for i in range(2):
+            np.testing.assert_array_equal(jax_steps[f"{name}|rest|{i}"], init[i])
+            steps_pos = [w[t][i] - (w[t - 1][i] if t else init[i]) for t in range(STEPS)]
+            steps_neg = [jax_steps[f"{name}|-1.0|w|{t}|{i}"] - (jax_steps[f"{name}|-1.0|w|{t - 1}|{i}"] if t
+                                                                 else init[i]) for t in range(STEPS)]
+            for p, n in zip(steps_pos, steps_neg):
+                np.testing.assert_allclose(p, -n, rtol=1e-5, atol=1e-7)
+        assert w[3][0][0, 0] == w[2][0][0, 0] and w[3][1][1] == w[2][1][1]  # the guard (no clipping here)
+    assert all(np.all(np.isfinite(x)) for ws in w.values() for x in ws)
+
+
+def test_fit_and_keras_round_trip_under_jax(tmp_path):
+    """model.fit with SymbolicRP() on JAX lowers the loss; the .keras file loads with safe_mode=True and the loaded
+    model's optimizer continues to the same weights as the uninterrupted one."""
+    code = r'''
+import numpy as np, keras
+from tf_symbolic_l2o.optimizers import SymbolicRP
+keras.utils.set_random_seed(0)
+x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+y = (x @ np.arange(8, dtype="float32") > 0).astype("int32")
+def model():
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    m.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m
+m = model()
+first = m.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history["loss"]
+m.save("m.keras")
+loaded = keras.saving.load_model("m.keras", safe_mode=True)
+assert type(loaded.optimizer).__name__ == "SymbolicRP", type(loaded.optimizer)
+assert int(loaded.optimizer.iterations) == int(m.optimizer.iterations) == 16
+m.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+loaded.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+diff = max(float(np.max(np.abs(a - b))) for a, b in zip(m.get_weights(), loaded.get_weights()))
+print(first[0], first[-1], diff)
+'''
+    run = _subprocess(code, "jax", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, last, diff = (float(v) for v in run.stdout.split()[-3:])
+    assert last < first
+    assert diff <= 1e-6

@@ -135,3 +135,41 @@ print(first[0], first[-1], diff)
     first, last, diff = (float(v) for v in run.stdout.split()[-3:])
     assert last < first
     assert diff <= 1e-6
+
+
+@pytest.mark.parametrize("rule_name", ["symbolic_rp_family", "symbolic_rp_si", "symbolic_dm", "symbolic_rp_small"])
+def test_optax_transformation_equals_the_keras_optimizer(rule_name):
+    """rule.to_optax() under jax.jit, applied with optax.apply_updates to a parameter tree, follows the TensorFlow
+    Keras optimizer step for step (same gradients, bad entries included); the weights move."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from tf_symbolic_l2o.artifacts import saved_models_dir
+    from tf_symbolic_l2o.rules import Rule
+
+    rule = Rule.load(saved_models_dir() / rule_name / "rule.json")
+    tx = rule.to_optax(learning_rate=0.7)
+    params = {"a": jnp.asarray(INIT[0]), "b": jnp.asarray(INIT[1])}
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    grads = gradients(seed=1)
+    keras_weights, _ = run_steps("SymbolicOptimizer", {"rule": rule, "learning_rate": 0.7}, grads)
+    for t, (ga, gb) in enumerate(grads):
+        updates, state = update({"a": jnp.asarray(ga), "b": jnp.asarray(gb)}, state, params)
+        params = optax.apply_updates(params, updates)
+        for got, want in zip((params["a"], params["b"]), keras_weights[t]):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=2e-5, atol=1e-7, err_msg=f"step {t + 1}")
+    assert int(state.count) == STEPS
+    assert not np.allclose(np.asarray(params["a"]), INIT[0])
+    chained = optax.chain(optax.clip_by_global_norm(1.0), tx)  # composes with optax's own transformations
+    out, _ = chained.update({"a": jnp.ones((3, 4)), "b": jnp.ones(5)}, chained.init(params), params)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(out))
+
+
+def test_optax_transformation_refuses_a_bad_learning_rate():
+    from tf_symbolic_l2o.optax_rules import symbolic_rule
+    from tf_symbolic_l2o.optimizers import SymbolicRP
+
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
+        symbolic_rule(SymbolicRP().rule, learning_rate=float("nan"))

@@ -80,8 +80,9 @@ def parse_features(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=None)
 def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
     """The array functions the feature computations use: TensorFlow's for ``"tensorflow"`` (the LSTM optimizers,
-    the recorder, meta-training, the TensorFlow Keras optimizers) or ``keras.ops`` for ``"keras"`` (the Keras
-    optimizers on the JAX and PyTorch backends). Same functions, same order of operations."""
+    the recorder, meta-training, the TensorFlow Keras optimizers), ``keras.ops`` for ``"keras"`` (the Keras
+    optimizers on the JAX and PyTorch backends) or ``jax.numpy`` for ``"jax"`` (the optax transformations). Same
+    functions, same order of operations."""
     if backend == "tensorflow":
         return types.SimpleNamespace(
             where=tf.where, sqrt=tf.sqrt, pow=tf.pow, square=tf.square, abs=tf.abs, isfinite=tf.math.is_finite,
@@ -96,7 +97,24 @@ def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
             logical_and=ops.logical_and, stack=ops.stack, cast=ops.cast, ones_like=ops.ones_like,
             zeros_like=ops.zeros_like, constant=lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype),
             dtype=lambda x: keras.backend.standardize_dtype(x.dtype))
-    raise ValueError(f"unknown array backend {backend!r}; use 'tensorflow' or 'keras'")
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return types.SimpleNamespace(
+            where=jnp.where, sqrt=jnp.sqrt, pow=jnp.power, square=jnp.square, abs=jnp.abs, isfinite=jnp.isfinite,
+            logical_and=jnp.logical_and, stack=jnp.stack, cast=lambda x, dtype: jnp.asarray(x).astype(dtype),
+            ones_like=jnp.ones_like, zeros_like=jnp.zeros_like,
+            constant=lambda value, dtype: jnp.asarray(value, dtype=dtype), dtype=lambda x: jnp.dtype(x.dtype).name)
+    raise ValueError(f"unknown array backend {backend!r}; use 'tensorflow', 'keras' or 'jax'")
+
+
+def keep_where(ok, new, old, event_dims: int = 0, backend: str = "tensorflow"):
+    """``new`` where the coordinate is ``ok``, else ``old`` (``ok`` broadcast over ``event_dims`` trailing axes);
+    ``backend`` as in :func:`array_ops`."""
+    mask = ok
+    for _ in range(event_dims):
+        mask = mask[..., None]
+    return array_ops(backend).where(mask, new, old)
 
 
 def _root(x, p: float, o: types.SimpleNamespace):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 
 from tf_symbolic_l2o._lazy import LazyModule
+from tf_symbolic_l2o.features import keep_where  # noqa: F401 - shared with the LSTM optimizer
 
 tf = LazyModule("tensorflow")
 
@@ -97,14 +98,3 @@ def all_finite(*tensors, event_dims: int = 0) -> tf.Tensor:
             f = tf.reduce_all(f, axis=list(range(-event_dims, 0)))
         ok = f if ok is None else tf.logical_and(ok, f)
     return ok
-
-
-def keep_where(ok, new, old, event_dims: int = 0, backend: str = "tensorflow"):
-    """``new`` where the coordinate is ``ok``, else ``old`` (``ok`` broadcast over ``event_dims`` trailing axes);
-    ``backend`` as in :func:`~tf_symbolic_l2o.features.array_ops`."""
-    from tf_symbolic_l2o.features import array_ops
-
-    mask = ok
-    for _ in range(event_dims):
-        mask = mask[..., None]
-    return array_ops(backend).where(mask, new, old)

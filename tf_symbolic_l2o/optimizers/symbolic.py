@@ -6,11 +6,10 @@ from __future__ import annotations
 import keras
 
 from tf_symbolic_l2o._lazy import LazyModule
-from tf_symbolic_l2o.features import array_ops
 from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, compute_dtype, dense_gradient,
-                                                is_tensorflow_backend, keep_where)
-from tf_symbolic_l2o.rules.coordinate import lag_window
+                                                is_tensorflow_backend)
 from tf_symbolic_l2o.rules.rule import as_rule
+from tf_symbolic_l2o.rules.step import rule_step
 
 tf = LazyModule("tensorflow")
 
@@ -226,29 +225,9 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
             self._update(*args)
 
     def _math(self, g, old_state, old_history, step, lr):
-        """The elementwise part of the step, a pure function: ``(new_state, new_history, delta)``.
-
-        Coordinates whose gradient, or a quantity the state averages (g², |g|ᵖ), is not finite keep their old
-        state (and lag history) and get a zero step; a state slot whose new value is not finite keeps its old
-        value; a coordinate whose step alone is not finite keeps its parameter. The guard is a function of the
-        gradient alone (``FeatureSet.inputs_finite``) and the features come from the guarded state: XLA then
-        writes the mask, each slot and the variable in one loop each (SymbolicRP: 4 loops per variable, against 6
-        with a guard on the whole new state).
-        """
-        b, fs = self._backend, self._feature_set
-        o = array_ops(b)
-        ok = fs.inputs_finite(g, b)
-        new_state = fs.advance(old_state, o.where(ok, g, o.zeros_like(g)), b)
-        state = {name: keep_where(o.logical_and(ok, o.isfinite(new_state[name])), new_state[name],
-                                  old_state[name], backend=b) for name in self._state_names}
-        feats = fs.features(state, g, step, b)
-        x, shifted = (feats, None) if old_history is None else lag_window(feats, old_history, backend=b)
-        delta = lr * o.constant(self._output_scale, o.dtype(g)) * self._rule_fn(x)
-        new_history = None
-        if old_history is not None:
-            new_history = keep_where(ok[None], shifted, old_history, event_dims=1, backend=b)
-        step_ok = o.logical_and(ok, o.isfinite(delta))
-        return state, new_history, o.where(step_ok, delta, o.zeros_like(delta))
+        """The elementwise part of the step (:func:`~tf_symbolic_l2o.rules.step.rule_step`)."""
+        return rule_step(self._feature_set, self._rule_fn, self._output_scale, g, old_state, old_history, step, lr,
+                         self._backend)
 
     def get_config(self):
         config = super().get_config()

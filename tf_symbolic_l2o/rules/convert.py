@@ -126,30 +126,34 @@ def evaluate_tf(node: Node, env: Mapping[str, Any], constants=None, dtype=None) 
     return _walk(node, const, tensors, "tf")
 
 
-def evaluate_keras(node: Node, env: Mapping[str, Any], constants=None, dtype=None):
-    """Evaluate ``node`` with ``keras.ops`` (any Keras backend), as :func:`evaluate_tf` does with TensorFlow.
+def evaluate_keras(node: Node, env: Mapping[str, Any], constants=None, dtype=None, backend: str = "keras"):
+    """Evaluate ``node`` with ``keras.ops`` (any Keras backend; ``backend="jax"``: ``jax.numpy``), as
+    :func:`evaluate_tf` does with TensorFlow.
 
     Args:
         node: the expression.
         env: ``{variable name: tensor}`` for every variable of ``node``.
         constants: optional replacement values for the constants (pre-order), cast to ``dtype``.
         dtype: computation dtype; default: the dtype of the first input, float32 without inputs.
+        backend: ``"keras"`` or ``"jax"``.
     """
-    import keras
-    from keras import ops
+    from tf_symbolic_l2o.rules.ops_keras import jax_namespace, keras_namespace
 
+    if backend not in ("keras", "jax"):
+        raise ValueError(f"unknown backend {backend!r}; use 'keras' or 'jax'")
+    o = keras_namespace() if backend == "keras" else jax_namespace()
     used = _used_variables(node, env)
-    tensors = {v: ops.convert_to_tensor(env[v]) for v in used}
+    tensors = {v: o.convert_to_tensor(env[v]) for v in used}
     if dtype is None:
-        dtype = keras.backend.standardize_dtype(tensors[used[0]].dtype) if used else "float32"
-    dtype = keras.backend.standardize_dtype(dtype)
-    tensors = {k: ops.cast(t, dtype) for k, t in tensors.items()}
+        dtype = o.dtype(tensors[used[0]]) if used else "float32"
+    dtype = o.dtype(o.convert_to_tensor(0.0, dtype=dtype))
+    tensors = {k: o.cast(t, dtype) for k, t in tensors.items()}
     get_const = _constant_source(node, constants)
 
     def const(i, value):
-        return ops.convert_to_tensor(value, dtype=dtype) if get_const is None else ops.cast(get_const(i), dtype)
+        return o.convert_to_tensor(value, dtype=dtype) if get_const is None else o.cast(get_const(i), dtype)
 
-    return _walk(node, const, tensors, "keras")
+    return _walk(node, const, tensors, backend)
 
 
 # ------------------------------------------------------------------------------------------------ sympy

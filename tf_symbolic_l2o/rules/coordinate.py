@@ -22,14 +22,18 @@ def lag_window(features: tf.Tensor, history: tf.Tensor, backend: str = "tensorfl
     Args:
         features: this step's features, ``[*shape, F]``.
         history: the previous ``memlen − 1`` steps' features, ``[memlen − 1, *shape, F]``, most recent first.
-        backend: ``"tensorflow"``, or ``"keras"`` for ``keras.ops`` on any Keras backend (static shapes).
+        backend: ``"tensorflow"``, ``"keras"`` for ``keras.ops`` on any Keras backend or ``"jax"`` for
+            ``jax.numpy`` (static shapes for both).
 
     Returns:
         ``x`` of shape ``[*shape, memlen·F]`` in the rules' lag-major input order (``[f0_0, f1_0, …, f0_1, …]``),
         and the window without its oldest step (the next ``history``).
     """
-    if backend == "keras":
-        from keras import ops
+    if backend in ("keras", "jax"):
+        if backend == "keras":
+            from keras import ops
+        else:
+            import jax.numpy as ops
 
         window = ops.concatenate([features[None], history], axis=0)
         rank = len(features.shape) - 1

@@ -1,4 +1,4 @@
-"""The operator whitelist of symbolic update rules: one entry per operator, with four implementations.
+"""The operator whitelist of symbolic update rules: one entry per operator, with five implementations.
 
 Every expression a rule may contain is built from the operators below and nothing else; the parser, the JSON
 loader and the importers all refuse any other name. Each :class:`OpSpec` carries
@@ -8,7 +8,7 @@ loader and the importers all refuse any other name. Each :class:`OpSpec` carries
   runs in ``tf.function`` and under XLA; protected branches use the "double ``tf.where``" pattern, so gradients
   stay finite at the protected points, needed when a rule's constants are trained);
 * ``keras``: the same functions in ``keras.ops`` (:mod:`~tf_symbolic_l2o.rules.ops_keras`), for Keras' JAX and
-  PyTorch backends;
+  PyTorch backends, and ``jax``: the same on ``jax.numpy``, for the rules as optax transformations;
 * ``sympy``: a builder of the *mathematical reading* (used for simplification and LaTeX).
 
 The ``tf`` and ``keras`` implementations are loaded the first time one is used, so this module, the parser and
@@ -91,10 +91,15 @@ class OpSpec:
         """The ``keras.ops`` implementation, for any Keras backend."""
         return _implementations("ops_keras")[self.name]
 
+    @property
+    def jax(self) -> Callable:
+        """The ``jax.numpy`` implementation (the rules as optax transformations)."""
+        return _implementations("ops_keras", "jax_table")[self.name]
+
 
 @functools.lru_cache(maxsize=None)
-def _implementations(module: str) -> dict:
-    return importlib.import_module(f"tf_symbolic_l2o.rules.{module}").table()
+def _implementations(module: str, function: str = "table") -> dict:
+    return getattr(importlib.import_module(f"tf_symbolic_l2o.rules.{module}"), function)()
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -339,24 +339,32 @@ class Rule:
 
         return f
 
-    def keras_fn(self) -> Callable:
-        """``f(x, constants=None)`` built from ``keras.ops``, for any Keras backend: ``x`` is one tensor
-        ``[..., len(inputs)]`` in :attr:`inputs` order; the result has its batch shape and dtype."""
-        from keras import ops
+    def keras_fn(self, backend: str = "keras") -> Callable:
+        """``f(x, constants=None)`` built from ``keras.ops``, for any Keras backend (``backend="jax"``: from
+        ``jax.numpy``): ``x`` is one tensor ``[..., len(inputs)]`` in :attr:`inputs` order; the result has its batch
+        shape and dtype."""
+        from tf_symbolic_l2o.rules.ops_keras import jax_namespace, keras_namespace
 
+        o = keras_namespace() if backend == "keras" else jax_namespace()
         expr, index, n_in = self.expression, {n: i for i, n in enumerate(self.inputs)}, len(self.inputs)
         used = variables(expr)
 
         def f(x, constants=None):
-            x = ops.convert_to_tensor(x)
+            x = o.convert_to_tensor(x)
             if len(x.shape) == 0 or x.shape[-1] != n_in:
                 raise ValueError(f"expected inputs of shape [..., {n_in}] ({', '.join(self.inputs)}), got "
                                  f"{tuple(x.shape)}")
             out = convert.evaluate_keras(expr, {v: x[..., index[v]] for v in used}, constants=constants,
-                                         dtype=x.dtype)
-            return out if used else ops.broadcast_to(out, tuple(x.shape[:-1]))
+                                         dtype=o.dtype(x), backend=backend)
+            return out if used else out * o.ones_like(x[..., 0])
 
         return f
+
+    def to_optax(self, learning_rate: float = 1.0):
+        """This rule as an ``optax.GradientTransformation`` (:func:`tf_symbolic_l2o.optax_rules.symbolic_rule`)."""
+        from tf_symbolic_l2o.optax_rules import symbolic_rule
+
+        return symbolic_rule(self, learning_rate)
 
     def to_sympy(self, simplify: bool = True):
         """The sympy expression of f (mathematical reading of the protected operators; real symbols named like

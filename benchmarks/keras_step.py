@@ -16,8 +16,13 @@ images, uniform labels; no download), sparse categorical cross-entropy, ``model.
   per trainable parameter (Adam: m, v = 8 B; the RP rule's features m̃, g̃ need m, v = 8 B; the RP LSTM also keeps
   h, c of two 20-unit layers = 80 floats more per coordinate = 328 B).
 
-    python benchmarks/keras_step.py [--model resnet50] [--optimizers adam,symbolic,learned] [--repeats 5] \
-        [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] [--l2o saved_models/rp_mnist_mlp] \
+* **Backend** — ``--backend tensorflow`` (default) or ``jax``: the workers run under ``KERAS_BACKEND=<backend>``
+  (``learned`` needs TensorFlow). On JAX ``SymbolicRP()``'s step is its ``keras.ops`` form, compiled with the train
+  step; on TensorFlow it is the fused XLA step. Outputs of another backend than TensorFlow are named
+  ``keras_step_<backend>.*``.
+
+    python benchmarks/keras_step.py [--backend tensorflow] [--model resnet50] [--optimizers adam,symbolic,learned] \
+        [--repeats 5] [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] [--l2o saved_models/rp_mnist_mlp] \
         [--jit-compile auto|true|false] [--max-rss-gib G] [--no-memory] [--out benchmarks/results]
 
 Outputs: the table on stdout, ``<out>/keras_step.csv``, ``<out>/keras_step.png`` (median s/step with IQR error bars,
@@ -98,9 +103,27 @@ def make_optimizer(name: str, args):
 
 
 def _parse_jit(text: str):
+    import keras  # noqa: PLC0415
+
+    if keras.backend.backend() != "tensorflow":  # Keras' own values; no TensorFlow import
+        value = {"auto": "auto", "true": True, "false": False}.get(text.strip().lower())
+        if value is None:
+            raise ValueError(f"--jit-compile takes auto, true or false, got {text!r}")
+        return value
     from tf_symbolic_l2o.meta.unroll import parse_jit_compile  # noqa: PLC0415
 
     return parse_jit_compile(text)
+
+
+def _versions() -> dict:
+    """The Keras backend and the versions that matter for the timings (TensorFlow only when it is the backend)."""
+    import keras  # noqa: PLC0415
+
+    out = {"backend": keras.backend.backend(), "keras_version": keras.__version__}
+    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(out["backend"])
+    if backend:
+        out[f"{backend}_version"] = __import__(backend).__version__
+    return out
 
 
 def synthetic_batch(batch_size: int, seed: int):
@@ -167,7 +190,6 @@ def time_train_steps(model, x, y, steps: int) -> tuple[float, list[float], float
 def worker_memory(args) -> dict:
     """One optimizer alone: peak RSS, optimizer state, first-call and solo step times."""
     import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
 
     name = args.optimizer_list[0]
     x, y = synthetic_batch(args.batch_size, args.seed)
@@ -185,15 +207,13 @@ def worker_memory(args) -> dict:
         "optimizer": name, "model": args.model, "params": params, "state_bytes": sbytes, "state_variables": nvars,
         "state_bytes_per_param": sbytes / params, "baseline_rss_mib": baseline, "peak_rss_mib": peak_rss_mib(),
         "first_call_s": first, "solo_median_s": float(np.median(times)) if times else float("nan"),
-        "solo_times_s": times, "final_loss": loss, "jit_compile": str(model.jit_compile),
-        "tf_version": tf.__version__,
+        "solo_times_s": times, "final_loss": loss, "jit_compile": str(model.jit_compile), **_versions(),
     }
 
 
 def worker_time(args) -> dict:
     """All optimizers in one process, interleaved timing blocks."""
     import numpy as np  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
 
     names = args.optimizer_list
     x, y = synthetic_batch(args.batch_size, args.seed)
@@ -235,7 +255,7 @@ def worker_time(args) -> dict:
                   "cpu_block_s": [float(v) for v in cpu], "final_loss": losses.get(n),
                   "state_bytes": sbytes, "params": _n_params(models[n]),
                   "jit_compile": str(models[n].jit_compile)}
-    return {"timing": out, "peak_rss_mib_all": peak_rss_mib(), "tf_version": tf.__version__}
+    return {"timing": out, "peak_rss_mib_all": peak_rss_mib(), **_versions()}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -293,8 +313,10 @@ def launch(mode: str, optimizers: list[str], args, timeout: float, cmd: list[str
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--optimizers", ",".join(optimizers),
                "--model", args.model, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--mem-steps", str(args.mem_steps),
-               "--rule", args.rule, "--l2o", args.l2o, "--jit-compile", args.jit_compile, "--seed", str(args.seed)]
+               "--rule", args.rule, "--l2o", args.l2o, "--jit-compile", args.jit_compile, "--seed", str(args.seed),
+               "--backend", args.backend]
     env = dict(os.environ)
+    env["KERAS_BACKEND"] = args.backend
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     t0 = time.perf_counter()
@@ -402,6 +424,8 @@ def _fmt(v, spec: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"],
+                   help="Keras backend of the workers")
     p.add_argument("--model", default="resnet50", choices=["resnet50", "resnet20"])
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma list of adam, symbolic, learned")
     p.add_argument("--batch-size", type=int, default=32)
@@ -438,6 +462,9 @@ def main(argv=None) -> int:
         if not Path(args.rule).is_file():
             p.error(f"rule file not found: {args.rule}")
     args.l2o = _resolve(args.l2o)
+    if "learned" in args.optimizer_list and args.backend != "tensorflow":
+        p.error("the learned optimizer needs --backend tensorflow; drop it from --optimizers")
+    stem = "keras_step" if args.backend == "tensorflow" else f"keras_step_{args.backend}"
     if "learned" in args.optimizer_list and not (Path(args.l2o) / "l2o.json").is_file() \
             and not (Path(args.l2o) / "l2o" / "l2o.json").is_file():
         p.error(f"no learned optimizer in {args.l2o} (l2o.json missing)")
@@ -449,11 +476,11 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     if args.replot:
-        meta = json.loads((out / "keras_step.json").read_text())
+        meta = json.loads((out / f"{stem}.json").read_text())
         a = meta["args"]
         make_plot(meta["rows"], f"Keras train step, {a['model']} (32x32x3, 10 classes), batch {a['batch_size']}, "
-                                f"{meta['cpu_count']} CPUs", out / "keras_step.png")
-        print(f"wrote {out / 'keras_step.png'}")
+                                f"{meta['cpu_count']} CPUs", out / f"{stem}.png")
+        print(f"wrote {out / f'{stem}.png'}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -552,18 +579,18 @@ def main(argv=None) -> int:
             "first_call_s", "solo_median_s",
             "peak_rss_mib", "baseline_rss_mib", "max_rss_seen_gib", "timing_status", "memory_status", "final_loss",
             "jit_compile", "repeats", "steps", "warmup"]
-    with open(out / "keras_step.csv", "w", newline="") as f:
+    with open(out / f"{stem}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in cols})
     title = (f"Keras train step, {args.model} (32x32x3, 10 classes), batch {args.batch_size}, "
              f"{os.cpu_count()} CPUs")
-    make_plot(rows, title, out / "keras_step.png")
+    make_plot(rows, title, out / f"{stem}.png")
     meta = {"args": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "loadavg_at_start": list(load),
             "mem_available_gib_at_start": avail, "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
             "rows": rows, "memory_workers": memory, "timing_worker": timing, "errors": errors}
-    (out / "keras_step.json").write_text(json.dumps(meta, indent=1, default=str))
+    (out / f"{stem}.json").write_text(json.dumps(meta, indent=1, default=str))
 
     header = ["optimizer", "params", "state B/param", "state MiB", "first call s", "median s/step", "IQR s",
               "x Adam", "CPU s/step", "CPU x Adam", "peak RSS MiB", "status"]
@@ -598,7 +625,7 @@ def main(argv=None) -> int:
               f"{ {n: v.get('jit_compile') for n, v in timing['timing'].items()} }")
     for e in errors:
         print(f"[note] {e}")
-    print(f"\nwrote {out / 'keras_step.csv'}, {out / 'keras_step.png'}, {out / 'keras_step.json'}")
+    print(f"\nwrote {out / f'{stem}.csv'}, {out / f'{stem}.png'}, {out / f'{stem}.json'}")
     print(f"benchmark wall time: {time.perf_counter() - start:.1f} s")
     return 1 if errors and not timing else 0
 

@@ -1,6 +1,8 @@
 """The symbolic Keras optimizers on Keras' JAX backend: importing them imports no TensorFlow, and their steps equal
 the TensorFlow backend's (the same gradients, the same weights and slots to float32 rounding), non-finite guard,
-rest, sign symmetry, weight decay and clipping included; ``model.fit`` and a ``.keras`` round trip work there.
+rest, sign symmetry, weight decay and clipping included; ``model.fit`` and a ``.keras`` round trip work there, and a
+``.keras`` file saved on one backend continues on the other to the uninterrupted weights. The rules as optax
+transformations follow the TensorFlow optimizer step for step.
 
 Each JAX check runs in a subprocess (the backend is fixed per process); the TensorFlow side runs here."""
 
@@ -173,3 +175,68 @@ def test_optax_transformation_refuses_a_bad_learning_rate():
 
     with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
         symbolic_rule(SymbolicRP().rule, learning_rate=float("nan"))
+
+
+def test_a_keras_file_saved_on_tensorflow_continues_on_jax(tmp_path):
+    """A model trained with SymbolicRP() on TensorFlow, saved as .keras, loads under JAX (safe_mode=True) with its
+    optimizer state and continues to the weights the uninterrupted TensorFlow run reaches (within 1e-5)."""
+    import keras
+
+    from tf_symbolic_l2o.optimizers import SymbolicRP
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 6)).astype("float32")
+    y = (x @ np.arange(6, dtype="float32") > 0).astype("int32")
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)])
+    model.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)  # the uninterrupted run, on TensorFlow
+    np.savez(tmp_path / "want.npz", *model.get_weights())
+    code = (
+        "import numpy as np, keras\n"
+        "import tf_symbolic_l2o.optimizers\n"
+        "d = np.load('data.npz')\n"
+        "m = keras.saving.load_model('m.keras', safe_mode=True)\n"
+        "assert keras.backend.backend() == 'jax' and int(m.optimizer.iterations) == 4\n"
+        "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
+        "want = np.load('want.npz')\n"
+        "print(max(float(np.max(np.abs(a - want[f'arr_{i}']))) for i, a in enumerate(m.get_weights())))\n")
+    run = _subprocess(code, "jax", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert float(run.stdout.split()[-1]) <= 1e-5
+
+
+def test_a_keras_file_saved_on_jax_continues_on_tensorflow(tmp_path):
+    """The other direction: trained and saved under JAX, loaded here on TensorFlow, continued to the weights the
+    uninterrupted JAX run reaches (within 1e-5)."""
+    import keras
+
+    import tf_symbolic_l2o.optimizers  # noqa: F401 - registers the optimizers for loading
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(128, 6)).astype("float32")
+    y = (x @ np.arange(6, dtype="float32") > 0).astype("int32")
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    code = (
+        "import numpy as np, keras\n"
+        "from tf_symbolic_l2o.optimizers import SymbolicRPsi\n"
+        "d = np.load('data.npz')\n"
+        "keras.utils.set_random_seed(0)\n"
+        "m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation='tanh'), keras.layers.Dense(2)])\n"
+        "m.compile(optimizer=SymbolicRPsi(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+        "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
+        "m.save('m.keras')\n"
+        "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
+        "np.savez('want.npz', *m.get_weights())\n"
+        "print(keras.backend.backend())\n")
+    run = _subprocess(code, "jax", tmp_path)
+    assert run.returncode == 0 and run.stdout.split()[-1] == "jax", run.stderr[-3000:]
+    model = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert type(model.optimizer).__name__ == "SymbolicRPsi" and int(model.optimizer.iterations.numpy()) == 4
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    want = np.load(tmp_path / "want.npz")
+    diff = max(float(np.max(np.abs(a - want[f"arr_{i}"]))) for i, a in enumerate(model.get_weights()))
+    assert diff <= 1e-5

@@ -22,8 +22,9 @@ images, uniform labels; no download), sparse categorical cross-entropy, ``model.
   ``keras_step_<backend>.*``.
 
     python benchmarks/keras_step.py [--backend tensorflow] [--model resnet50] [--optimizers adam,symbolic,learned] \
-        [--repeats 5] [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] [--l2o saved_models/rp_mnist_mlp] \
-        [--jit-compile auto|true|false] [--max-rss-gib G] [--no-memory] [--out benchmarks/results]
+        [--repeats 5] [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] \
+        [--l2o saved_models/rp_mnist_mlp] [--jit-compile auto|true|false] [--max-rss-gib G] [--no-memory] \
+        [--out benchmarks/results]
 
 Outputs: the table on stdout, ``<out>/keras_step.csv``, ``<out>/keras_step.png`` (median s/step with IQR error bars,
 and peak RSS) and ``<out>/keras_step.json`` (every block timing, the arguments and the environment).

@@ -141,17 +141,18 @@ print(first[0], first[-1], diff)
 
 @pytest.mark.parametrize("rule_name", ["symbolic_rp_family", "symbolic_rp_si", "symbolic_dm", "symbolic_rp_small"])
 def test_optax_transformation_equals_the_keras_optimizer(rule_name):
-    """rule.to_optax() under jax.jit, applied with optax.apply_updates to a parameter tree, follows the TensorFlow
+    """symbolic_rule(rule) under jax.jit, applied with optax.apply_updates to a parameter tree, follows the TensorFlow
     Keras optimizer step for step (same gradients, bad entries included); the weights move."""
     import jax
     import jax.numpy as jnp
     import optax
 
     from tf_symbolic_l2o.artifacts import saved_models_dir
+    from tf_symbolic_l2o.optax_rules import symbolic_rule
     from tf_symbolic_l2o.rules import Rule
 
     rule = Rule.load(saved_models_dir() / rule_name / "rule.json")
-    tx = rule.to_optax(learning_rate=0.7)
+    tx = symbolic_rule(rule, learning_rate=0.7)
     params = {"a": jnp.asarray(INIT[0]), "b": jnp.asarray(INIT[1])}
     state = tx.init(params)
     update = jax.jit(tx.update)

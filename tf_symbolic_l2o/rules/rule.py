@@ -360,12 +360,6 @@ class Rule:
 
         return f
 
-    def to_optax(self, learning_rate: float = 1.0):
-        """This rule as an ``optax.GradientTransformation`` (:func:`tf_symbolic_l2o.optax_rules.symbolic_rule`)."""
-        from tf_symbolic_l2o.optax_rules import symbolic_rule
-
-        return symbolic_rule(self, learning_rate)
-
     def to_sympy(self, simplify: bool = True):
         """The sympy expression of f (mathematical reading of the protected operators; real symbols named like
         the variables, constants as exact sympy Floats). ``simplify`` runs ``sympy.simplify`` (slow for large

@@ -99,6 +99,16 @@ def evaluate_run(run_dir: str | Path, rules: Sequence[str | Path] = (), runs: in
     return RunEvaluation(label, results, summary, out, set(learned), steps)
 
 
+def best_baseline(final: dict[str, float], learned) -> tuple[str | None, float | None]:
+    """``(name, final loss)`` of the best tuned baseline among ``final`` (``{optimizer: final loss}``), the
+    optimizers not in ``learned`` that did not diverge; ``(None, None)`` if there is none."""
+    finite = {k: v for k, v in final.items() if k not in learned and math.isfinite(v) and v > 0}
+    if not finite:
+        return None, None
+    best = min(finite, key=finite.get)
+    return best, finite[best]
+
+
 def verdict_lines(evaluation: RunEvaluation) -> list[str]:
     """The evaluation's verdict: each rule's final loss over its LSTM teacher's (closed loop), then the run's
     optimizer's final loss over the best tuned baseline's."""
@@ -110,10 +120,9 @@ def verdict_lines(evaluation: RunEvaluation) -> list[str]:
     others = {k: v for k, v in final.items() if k not in evaluation.learned}
     if mine is None or not others:
         return lines
-    finite = {k: v for k, v in others.items() if math.isfinite(v) and v > 0}
-    if not finite:
+    best, value = best_baseline(final, evaluation.learned)
+    if best is None:
         return lines + [f"{label} / best baseline final loss: n/a (every baseline diverged)"]
-    best = min(finite, key=finite.get)
-    ratio = mine / finite[best]
+    ratio = mine / value
     return lines + [f"{label} / best baseline ({best}) final loss: {ratio:.3f}  "
                     f"({label} reaches a {'lower' if ratio < 1 else 'higher'} loss)"]

@@ -230,16 +230,17 @@ def _evaluate(ctx: _Context) -> dict:
 
 def _evaluation_figures(summary, label: str, learned) -> dict:
     """Closed-loop ratio (rule / LSTM) and the LSTM's and the rule's final loss over the best tuned baseline's."""
+    from tf_symbolic_l2o.runs import best_baseline
+
     final = dict(zip(summary["optimizer"], summary["final_loss_mean"]))
     rule = next((name for name in final if name.startswith("rule:")), None)
-    baselines = {k: v for k, v in final.items() if k not in learned and math.isfinite(v) and v > 0}
-    best = min(baselines, key=baselines.get) if baselines else None
+    best, best_loss = best_baseline(final, learned)
     lstm = final.get(label)
     figures = {"lstm": label, "lstm_final_loss": lstm, "rule_final_loss": final.get(rule), "best_baseline": best,
-               "best_baseline_final_loss": baselines.get(best)}
+               "best_baseline_final_loss": best_loss}
     figures["closed_loop_ratio"] = final[rule] / lstm if rule and lstm else None
-    figures["lstm_vs_best_baseline"] = lstm / baselines[best] if best and lstm is not None else None
-    figures["rule_vs_best_baseline"] = final[rule] / baselines[best] if best and rule else None
+    figures["lstm_vs_best_baseline"] = lstm / best_loss if best and lstm is not None else None
+    figures["rule_vs_best_baseline"] = final[rule] / best_loss if best and rule else None
     return figures
 
 

@@ -11,6 +11,7 @@ Both tables are built by :func:`make_table` from a namespace with ``keras.ops``'
 
 from __future__ import annotations
 
+import functools
 import types
 
 from tf_symbolic_l2o.rules.ops import DIV_EPS, EXP_CLIP, LOGM_EPS
@@ -84,6 +85,7 @@ def make_table(o: types.SimpleNamespace) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
 def keras_namespace() -> types.SimpleNamespace:
     """``keras.ops`` with ``dtype(x)``."""
     import keras
@@ -96,6 +98,7 @@ def keras_namespace() -> types.SimpleNamespace:
                                  dtype=lambda x: keras.backend.standardize_dtype(x.dtype))
 
 
+@functools.lru_cache(maxsize=None)
 def jax_namespace() -> types.SimpleNamespace:
     """``jax.numpy`` under ``keras.ops``' names (``cast``, ``convert_to_tensor``, ``relu``, ``erf``)."""
     import jax

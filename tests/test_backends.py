@@ -75,7 +75,7 @@ def jax_steps(tmp_path_factory):
     run = _subprocess("-m _backend_steps", "jax", tmp)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().splitlines()[-1] == "jax"
-    return dict(np.load(tmp / "out.npz"))
+    return dict(np.load(tmp / "out.npz", allow_pickle=False))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -199,11 +199,11 @@ def test_a_keras_file_saved_on_tensorflow_continues_on_jax(tmp_path):
     code = (
         "import numpy as np, keras\n"
         "import tf_symbolic_l2o.optimizers\n"
-        "d = np.load('data.npz')\n"
+        "d = np.load('data.npz', allow_pickle=False)\n"
         "m = keras.saving.load_model('m.keras', safe_mode=True)\n"
         "assert keras.backend.backend() == 'jax' and int(m.optimizer.iterations) == 4\n"
         "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
-        "want = np.load('want.npz')\n"
+        "want = np.load('want.npz', allow_pickle=False)\n"
         "print(max(float(np.max(np.abs(a - want[f'arr_{i}']))) for i, a in enumerate(m.get_weights())))\n")
     run = _subprocess(code, "jax", tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -224,7 +224,7 @@ def test_a_keras_file_saved_on_jax_continues_on_tensorflow(tmp_path):
     code = (
         "import numpy as np, keras\n"
         "from tf_symbolic_l2o.optimizers import SymbolicRPsi\n"
-        "d = np.load('data.npz')\n"
+        "d = np.load('data.npz', allow_pickle=False)\n"
         "keras.utils.set_random_seed(0)\n"
         "m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation='tanh'), keras.layers.Dense(2)])\n"
         "m.compile(optimizer=SymbolicRPsi(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
@@ -238,6 +238,6 @@ def test_a_keras_file_saved_on_jax_continues_on_tensorflow(tmp_path):
     model = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert type(model.optimizer).__name__ == "SymbolicRPsi" and int(model.optimizer.iterations.numpy()) == 4
     model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    want = np.load(tmp_path / "want.npz")
+    want = np.load(tmp_path / "want.npz", allow_pickle=False)
     diff = max(float(np.max(np.abs(a - want[f"arr_{i}"]))) for i, a in enumerate(model.get_weights()))
     assert diff <= 1e-5

@@ -13,7 +13,11 @@ INIT = (np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), np.linspace(0.5,
 
 def run(name, kwargs, grads, sign=1.0):
     """Weights after every step (lists of arrays) and the optimizer's variables at the end."""
+    kwargs = dict(kwargs)
+    from_config = kwargs.pop("from_config", False)
     opt = getattr(optimizers, name.split("_")[0])(**kwargs)  # "SymbolicRP_lr" is SymbolicRP with other kwargs
+    if from_config:  # the optimizer rebuilt from its config (a JSON round trip) takes the steps
+        opt = type(opt).from_config(json.loads(json.dumps(opt.get_config())))
     variables = [keras.Variable(v) for v in INIT]
     opt.build(variables)
     weights = []

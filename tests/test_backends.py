@@ -1,8 +1,9 @@
 """The symbolic Keras optimizers on Keras' JAX backend: importing them imports no TensorFlow, and their steps equal
 the TensorFlow backend's (the same gradients, the same weights and slots to float32 rounding), non-finite guard,
-rest, sign symmetry, weight decay and clipping included; ``model.fit`` and a ``.keras`` round trip work there, and a
-``.keras`` file saved on one backend continues on the other to the uninterrupted weights. The rules as optax
-transformations follow the TensorFlow optimizer step for step.
+rest, sign symmetry and Keras' checklist included (weight decay, clipnorm/clipvalue/global_clipnorm, EMA with
+overwrites, gradient accumulation, a config round trip, sparse Embedding gradients); ``model.fit`` and a ``.keras``
+round trip work there, and a ``.keras`` file saved on one backend continues on the other to the uninterrupted
+weights. The rules as optax transformations follow the TensorFlow optimizer step for step.
 
 Each JAX check runs in a subprocess (the backend is fixed per process); the TensorFlow side runs here."""
 
@@ -38,12 +39,16 @@ def gradients(seed: int = 0) -> list[list[np.ndarray]]:
     return out
 
 
-# optimizer name → constructor keyword arguments; rules: the three presets, a lagged rule with the full feature set
+# optimizer name → constructor keyword arguments: the three presets, then Keras' base-class arguments (weight decay,
+# the three clippings, EMA with overwrites, gradient accumulation) and a JSON config round trip before the steps.
 CASES = {
     "SymbolicRP": {},
     "SymbolicRPsi": {},
     "SymbolicDM": {"weight_decay": 0.01, "clipnorm": 1.0},
     "SymbolicRP_lr": {"learning_rate": 0.5, "global_clipnorm": 2.0},
+    "SymbolicRP_ema": {"use_ema": True, "ema_momentum": 0.9, "ema_overwrite_frequency": 4, "clipvalue": 0.5},
+    "SymbolicRPsi_accumulate": {"gradient_accumulation_steps": 2},
+    "SymbolicDM_config": {"learning_rate": 0.3, "weight_decay": 0.001, "from_config": True},
 }
 
 def _subprocess(code: str, backend: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -108,12 +113,30 @@ def test_jax_invariants_rest_guard_and_sign(jax_steps, name):
     assert all(np.all(np.isfinite(x)) for ws in w.values() for x in ws)
 
 
-def test_fit_and_keras_round_trip_under_jax(tmp_path):
-    """model.fit with SymbolicRP() on JAX lowers the loss; the .keras file loads with safe_mode=True and the loaded
-    model's optimizer continues to the same weights as the uninterrupted one."""
+def _embedding_model(keras):
+    """A model whose Embedding gradient is sparse on TensorFlow (``tf.IndexedSlices``) and dense on JAX."""
+    return keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(40, 4),
+                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+
+
+def test_fit_round_trip_and_sparse_gradients_under_jax(tmp_path):
+    """On JAX: model.fit with SymbolicRP() lowers the loss; the .keras file loads with safe_mode=True and the loaded
+    model's optimizer continues to the same weights as the uninterrupted one. An Embedding model (sparse gradients
+    on TensorFlow, densified by the optimizer; dense on JAX) fitted from the same weights on both backends ends at
+    the same weights (within 1e-5)."""
+    import keras
+
+    from tf_symbolic_l2o.optimizers import SymbolicRP
+
+    rng = np.random.default_rng(3)
+    tokens, labels = rng.integers(0, 40, size=(96, 5)).astype("int32"), rng.integers(0, 2, size=96).astype("int32")
+    keras.utils.set_random_seed(1)
+    emb = _embedding_model(keras)
+    np.savez(tmp_path / "emb.npz", tokens, labels, *emb.get_weights())
     code = r'''
 import numpy as np, keras
 from tf_symbolic_l2o.optimizers import SymbolicRP
+from test_backends import _embedding_model
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
 y = (x @ np.arange(8, dtype="float32") > 0).astype("int32")
@@ -130,6 +153,13 @@ assert int(loaded.optimizer.iterations) == int(m.optimizer.iterations) == 16
 m.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
 loaded.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(m.get_weights(), loaded.get_weights()))
+d = np.load("emb.npz", allow_pickle=False)
+arrays = [d[f"arr_{i}"] for i in range(len(d.files))]
+emb = _embedding_model(keras)
+emb.set_weights(arrays[2:])
+emb.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+emb.fit(arrays[0], arrays[1], batch_size=16, epochs=2, shuffle=False, verbose=0)
+np.savez("emb_out.npz", *emb.get_weights())
 print(first[0], first[-1], diff)
 '''
     run = _subprocess(code, "jax", tmp_path)
@@ -137,6 +167,22 @@ print(first[0], first[-1], diff)
     first, last, diff = (float(v) for v in run.stdout.split()[-3:])
     assert last < first
     assert diff <= 1e-6
+    emb.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    emb.fit(tokens, labels, batch_size=16, epochs=2, shuffle=False, verbose=0)  # here: TensorFlow, IndexedSlices
+    got = np.load(tmp_path / "emb_out.npz", allow_pickle=False)
+    start = np.load(tmp_path / "emb.npz", allow_pickle=False)
+    for i, w in enumerate(emb.get_weights()):
+        np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=1e-5, atol=1e-5, err_msg=f"Embedding model weight {i}")
+    assert not np.allclose(emb.get_weights()[0], start["arr_2"])  # the embedding rows moved
+
+
+def test_jax_gradient_accumulation_updates_every_second_step(jax_steps):
+    """With gradient_accumulation_steps=2 the weights move only at steps 2, 4, 6 (odd steps accumulate)."""
+    w = [[jax_steps[f"SymbolicRPsi_accumulate|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)]
+    for i in range(2):
+        np.testing.assert_array_equal(w[0][i], INIT[i])
+        np.testing.assert_array_equal(w[2][i], w[1][i])
+        assert not np.array_equal(w[1][i], INIT[i])
 
 
 @pytest.mark.parametrize("rule_name", ["symbolic_rp_family", "symbolic_rp_si", "symbolic_dm", "symbolic_rp_small"])

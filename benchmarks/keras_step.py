@@ -16,10 +16,10 @@ images, uniform labels; no download), sparse categorical cross-entropy, ``model.
   per trainable parameter (Adam: m, v = 8 B; the RP rule's features m̃, g̃ need m, v = 8 B; the RP LSTM also keeps
   h, c of two 20-unit layers = 80 floats more per coordinate = 328 B).
 
-* **Backend** — ``--backend tensorflow`` (default) or ``jax``: the workers run under ``KERAS_BACKEND=<backend>``
-  (``learned`` needs TensorFlow). On JAX ``SymbolicRP()``'s step is its ``keras.ops`` form, compiled with the train
-  step; on TensorFlow it is the fused XLA step. Outputs of another backend than TensorFlow are named
-  ``keras_step_<backend>.*``.
+* **Backend** — ``--backend tensorflow`` (default), ``jax`` or ``torch``: the workers run under
+  ``KERAS_BACKEND=<backend>`` (``learned`` needs TensorFlow). On JAX and PyTorch ``SymbolicRP()``'s step is its
+  ``keras.ops`` form (compiled with the train step on JAX); on TensorFlow it is the fused XLA step. Outputs of
+  another backend than TensorFlow are named ``keras_step_<backend>.*``.
 
     python benchmarks/keras_step.py [--backend tensorflow] [--model resnet50] [--optimizers adam,symbolic,learned] \
         [--repeats 5] [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] \
@@ -425,7 +425,7 @@ def _fmt(v, spec: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"],
+    p.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax", "torch"],
                    help="Keras backend of the workers")
     p.add_argument("--model", default="resnet50", choices=["resnet50", "resnet20"])
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma list of adam, symbolic, learned")

@@ -1,7 +1,8 @@
 """Apply a symbolic Keras optimizer to a fixed gradient sequence on the current Keras backend (tests/test_backends.py
-runs it in-process on TensorFlow and as ``python -m _backend_steps`` under ``KERAS_BACKEND=jax``)."""
+runs it in-process on TensorFlow and as ``python -m _backend_steps`` under ``KERAS_BACKEND=jax`` or ``torch``)."""
 
 import json
+import sys
 
 import keras
 import numpy as np
@@ -44,7 +45,7 @@ def main():
         for i, w in enumerate(rest[-1]):
             out[f"{name}|rest|{i}"] = w
     np.savez("out.npz", **out)
-    print(keras.backend.backend())
+    print(keras.backend.backend(), "tensorflow imported:", "tensorflow" in sys.modules)
 
 
 if __name__ == "__main__":

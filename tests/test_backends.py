@@ -1,11 +1,11 @@
-"""The symbolic Keras optimizers on Keras' JAX backend: importing them imports no TensorFlow, and their steps equal
-the TensorFlow backend's (the same gradients, the same weights and slots to float32 rounding), non-finite guard,
-rest, sign symmetry and Keras' checklist included (weight decay, clipnorm/clipvalue/global_clipnorm, EMA with
+"""The symbolic Keras optimizers on Keras' JAX and PyTorch backends: importing them imports no TensorFlow, and their
+steps equal the TensorFlow backend's (the same gradients, the same weights and slots to float32 rounding),
+non-finite guard, rest, sign symmetry and Keras' checklist included (weight decay, clipnorm/clipvalue/global_clipnorm, EMA with
 overwrites, gradient accumulation, a config round trip, sparse Embedding gradients); ``model.fit`` and a ``.keras``
 round trip work there, and a ``.keras`` file saved on one backend continues on the other to the uninterrupted
 weights. The rules as optax transformations follow the TensorFlow optimizer step for step.
 
-Each JAX check runs in a subprocess (the backend is fixed per process); the TensorFlow side runs here."""
+Each JAX or PyTorch check runs in a subprocess (the backend is fixed per process); the TensorFlow side runs here."""
 
 import json
 import os
@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
+from _backend_models import FROM_BACKEND, FROM_TENSORFLOW, embedding_model, fit, make_optimizer, small_model
 from _backend_steps import INIT, run as run_steps
+from tf_symbolic_l2o.optimizers import SymbolicRP
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +52,8 @@ CASES = {
     "SymbolicRP_ema": {"use_ema": True, "ema_momentum": 0.9, "ema_overwrite_frequency": 4, "clipvalue": 0.5},
     "SymbolicRPsi_accumulate": {"gradient_accumulation_steps": 2},
     "SymbolicDM_config": {"learning_rate": 0.3, "weight_decay": 0.001, "from_config": True},
+    "LearnedOptimizer": {"l2o": "rp_s_mnist_mlp"},
+    "LearnedOptimizer_dm": {"l2o": "dm_mnist_mlp", "weight_decay": 0.01, "clipnorm": 1.0, "learning_rate": 0.5},
 }
 
 def _subprocess(code: str, backend: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -59,53 +64,57 @@ def _subprocess(code: str, backend: str, tmp_path: Path) -> subprocess.Completed
                           timeout=300)
 
 
-def test_importing_the_optimizers_under_jax_imports_no_tensorflow(tmp_path):
-    code = ("import os; os.environ['KERAS_BACKEND'] = 'jax'\n"
+BACKENDS = ["jax", "torch"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_importing_the_optimizers_imports_no_tensorflow(tmp_path, backend):
+    code = (f"import os; os.environ['KERAS_BACKEND'] = '{backend}'\n"
             "import tf_symbolic_l2o.optimizers, sys\n"
             "from tf_symbolic_l2o.optimizers import SymbolicRP\n"
             "SymbolicRP()\n"
             "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:5]\n"
             "print('ok')")
-    run = _subprocess(code, "jax", tmp_path)
+    run = _subprocess(code, backend, tmp_path)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
 
 
-@pytest.fixture(scope="module")
-def jax_steps(tmp_path_factory):
-    """Every case's weights after each step and its final slots, computed under the JAX backend (and, for the
-    sign check, the same gradients negated)."""
-    tmp = tmp_path_factory.mktemp("jax")
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_steps(request, tmp_path_factory):
+    """Every case's weights after each step and its final slots, computed under the JAX or the PyTorch backend (and,
+    for the sign check, the same gradients negated). The steps import no TensorFlow either."""
+    tmp = tmp_path_factory.mktemp(request.param)
     np.savez(tmp / "grads.npz", *[g for step in gradients() for g in step])
     (tmp / "cases.json").write_text(json.dumps(CASES))
-    run = _subprocess("-m _backend_steps", "jax", tmp)
+    run = _subprocess("-m _backend_steps", request.param, tmp)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == "jax"
+    assert run.stdout.strip().splitlines()[-1] == f"{request.param} tensorflow imported: False"
     return dict(np.load(tmp / "out.npz", allow_pickle=False))
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_jax_steps_equal_tensorflow_steps(jax_steps, name):
+def test_steps_equal_tensorflow_steps(backend_steps, name):
     weights, slots = run_steps(name, CASES[name], gradients())  # this process: the TensorFlow backend
     for t, ws in enumerate(weights):
         for i, w in enumerate(ws):
-            np.testing.assert_allclose(jax_steps[f"{name}|1.0|w|{t}|{i}"], w, rtol=2e-5, atol=1e-7,
+            np.testing.assert_allclose(backend_steps[f"{name}|1.0|w|{t}|{i}"], w, rtol=2e-5, atol=1e-7,
                                        err_msg=f"{name}: weights after step {t + 1}, variable {i}")
     for i, s in enumerate(slots):
-        np.testing.assert_allclose(jax_steps[f"{name}|1.0|s|{i}"], s, rtol=2e-5, atol=1e-7,
+        np.testing.assert_allclose(backend_steps[f"{name}|1.0|s|{i}"], s, rtol=2e-5, atol=1e-7,
                                    err_msg=f"{name}: optimizer variable {i}")
 
 
-@pytest.mark.parametrize("name", ["SymbolicRP", "SymbolicRPsi", "SymbolicDM"])
-def test_jax_invariants_rest_guard_and_sign(jax_steps, name):
-    """On JAX: three zero gradients from the zero state move nothing; the inf/NaN coordinates of step 4 keep their
+@pytest.mark.parametrize("name", ["SymbolicRP", "SymbolicRPsi", "SymbolicDM", "LearnedOptimizer"])
+def test_invariants_rest_guard_and_sign(backend_steps, name):
+    """On JAX and PyTorch: three zero gradients from the zero state move nothing; the inf/NaN coordinates of step 4 keep their
     weights; every weight is finite; negated gradients give the mirrored steps (no weight decay in these cases)."""
     init = INIT
-    w = {t: [jax_steps[f"{name}|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)}
+    w = {t: [backend_steps[f"{name}|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)}
     if name != "SymbolicDM":  # SymbolicDM's case has weight decay and clipping, which act on every coordinate
         for i in range(2):
-            np.testing.assert_array_equal(jax_steps[f"{name}|rest|{i}"], init[i])
+            np.testing.assert_array_equal(backend_steps[f"{name}|rest|{i}"], init[i])
             steps_pos = [w[t][i] - (w[t - 1][i] if t else init[i]) for t in range(STEPS)]
-            steps_neg = [jax_steps[f"{name}|-1.0|w|{t}|{i}"] - (jax_steps[f"{name}|-1.0|w|{t - 1}|{i}"] if t
+            steps_neg = [backend_steps[f"{name}|-1.0|w|{t}|{i}"] - (backend_steps[f"{name}|-1.0|w|{t - 1}|{i}"] if t
                                                                  else init[i]) for t in range(STEPS)]
             for p, n in zip(steps_pos, steps_neg):
                 np.testing.assert_allclose(p, -n, rtol=1e-5, atol=1e-7)
@@ -113,72 +122,85 @@ def test_jax_invariants_rest_guard_and_sign(jax_steps, name):
     assert all(np.all(np.isfinite(x)) for ws in w.values() for x in ws)
 
 
-def _embedding_model(keras):
-    """A model whose Embedding gradient is sparse on TensorFlow (``tf.IndexedSlices``) and dense on JAX."""
-    return keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(40, 4),
-                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
-
-
-def test_fit_round_trip_and_sparse_gradients_under_jax(tmp_path):
-    """On JAX: model.fit with SymbolicRP() lowers the loss; the .keras file loads with safe_mode=True and the loaded
-    model's optimizer continues to the same weights as the uninterrupted one. An Embedding model (sparse gradients
-    on TensorFlow, densified by the optimizer; dense on JAX) fitted from the same weights on both backends ends at
-    the same weights (within 1e-5)."""
-    import keras
-
-    from tf_symbolic_l2o.optimizers import SymbolicRP
-
-    rng = np.random.default_rng(3)
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_models(request, tmp_path_factory):
+    """The Keras-model checks (``_backend_models``) run under JAX or PyTorch in one process, on inputs written here on
+    TensorFlow: models trained one epoch with the optimizers of ``FROM_TENSORFLOW`` and saved as ``.keras`` (then
+    continued here: the uninterrupted weights), and the Embedding model's data and initial weights."""
+    tmp = tmp_path_factory.mktemp(f"models_{request.param}")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 6)).astype("float32")
+    y = (x @ np.arange(6, dtype="float32") > 0).astype("int32")
+    np.savez(tmp / "cross.npz", x=x, y=y)
+    uninterrupted = {}
+    for key, spec in FROM_TENSORFLOW.items():
+        keras.utils.set_random_seed(0)
+        model = small_model(6, make_optimizer(spec))
+        fit(model, x, y)
+        model.save(tmp / f"{key}.keras")
+        fit(model, x, y)
+        uninterrupted[key] = model.get_weights()
     tokens, labels = rng.integers(0, 40, size=(96, 5)).astype("int32"), rng.integers(0, 2, size=96).astype("int32")
     keras.utils.set_random_seed(1)
-    emb = _embedding_model(keras)
-    np.savez(tmp_path / "emb.npz", tokens, labels, *emb.get_weights())
-    code = r'''
-import numpy as np, keras
-from tf_symbolic_l2o.optimizers import SymbolicRP
-from test_backends import _embedding_model
-keras.utils.set_random_seed(0)
-x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
-y = (x @ np.arange(8, dtype="float32") > 0).astype("int32")
-def model():
-    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
-    m.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return m
-m = model()
-first = m.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0).history["loss"]
-m.save("m.keras")
-loaded = keras.saving.load_model("m.keras", safe_mode=True)
-assert type(loaded.optimizer).__name__ == "SymbolicRP", type(loaded.optimizer)
-assert int(loaded.optimizer.iterations) == int(m.optimizer.iterations) == 16
-m.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-loaded.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-diff = max(float(np.max(np.abs(a - b))) for a, b in zip(m.get_weights(), loaded.get_weights()))
-d = np.load("emb.npz", allow_pickle=False)
-arrays = [d[f"arr_{i}"] for i in range(len(d.files))]
-emb = _embedding_model(keras)
-emb.set_weights(arrays[2:])
-emb.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-emb.fit(arrays[0], arrays[1], batch_size=16, epochs=2, shuffle=False, verbose=0)
-np.savez("emb_out.npz", *emb.get_weights())
-print(first[0], first[-1], diff)
-'''
-    run = _subprocess(code, "jax", tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    first, last, diff = (float(v) for v in run.stdout.split()[-3:])
-    assert last < first
-    assert diff <= 1e-6
+    emb = embedding_model()
+    np.savez(tmp / "emb.npz", tokens, labels, *emb.get_weights())
+    run = _subprocess("-m _backend_models", request.param, tmp)
+    assert run.returncode == 0 and run.stdout.split()[-1] == request.param, run.stderr[-3000:]
+    return {"dir": tmp, "tf_uninterrupted": uninterrupted, "emb": emb, "emb_data": (tokens, labels),
+            "backend": request.param, **json.loads((tmp / "result.json").read_text())}
+
+
+def test_fit_and_keras_round_trip(backend_models):
+    """On JAX and PyTorch: model.fit with SymbolicRP() lowers the loss; the .keras file loads with safe_mode=True
+    and the loaded model's optimizer continues to the same weights as the uninterrupted one."""
+    r = backend_models
+    assert r["last_loss"] < r["first_loss"]
+    assert r["loaded_optimizer"] == "SymbolicRP" and r["loaded_iterations"] == r["iterations"] == 16
+    assert r["round_trip_diff"] <= 1e-6
+
+
+def test_sparse_embedding_gradients_match_tensorflow(backend_models):
+    """An Embedding model (sparse gradients on TensorFlow, densified by the optimizer; dense on the other
+    backends) fitted from the same weights on both backends ends at the same weights (within 1e-5)."""
+    emb, start = backend_models["emb"], [w.copy() for w in backend_models["emb"].get_weights()]
     emb.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    emb.fit(tokens, labels, batch_size=16, epochs=2, shuffle=False, verbose=0)  # here: TensorFlow, IndexedSlices
-    got = np.load(tmp_path / "emb_out.npz", allow_pickle=False)
-    start = np.load(tmp_path / "emb.npz", allow_pickle=False)
+    fit(emb, *backend_models["emb_data"], epochs=2, batch_size=16)  # here: TensorFlow, tf.IndexedSlices
+    got = np.load(backend_models["dir"] / "emb_out.npz", allow_pickle=False)
     for i, w in enumerate(emb.get_weights()):
         np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=1e-5, atol=1e-5, err_msg=f"Embedding model weight {i}")
-    assert not np.allclose(emb.get_weights()[0], start["arr_2"])  # the embedding rows moved
+    assert not np.allclose(emb.get_weights()[0], start[0])  # the embedding rows moved
 
 
-def test_jax_gradient_accumulation_updates_every_second_step(jax_steps):
+@pytest.mark.parametrize("key", list(FROM_TENSORFLOW))
+def test_a_keras_file_saved_on_tensorflow_continues_on_another_backend(backend_models, key):
+    """A model trained with SymbolicRP() or LearnedOptimizer (DM) on TensorFlow, saved as .keras, loads under JAX or
+    PyTorch (safe_mode=True) with its optimizer state and continues to the weights the uninterrupted TensorFlow run
+    reaches (within 1e-5)."""
+    r = backend_models
+    assert r[key] == {"optimizer": FROM_TENSORFLOW[key][0], "iterations": 4}
+    got = np.load(r["dir"] / f"{key}_continued.npz", allow_pickle=False)
+    diff = max(float(np.max(np.abs(got[f"arr_{i}"] - w))) for i, w in enumerate(r["tf_uninterrupted"][key]))
+    assert diff <= 1e-5
+
+
+@pytest.mark.parametrize("key", list(FROM_BACKEND))
+def test_a_keras_file_saved_on_another_backend_continues_on_tensorflow(backend_models, key):
+    """The other direction: SymbolicRPsi() or LearnedOptimizer (RP_s) trained and saved under JAX or PyTorch,
+    loaded here on TensorFlow, continued to the weights the uninterrupted run on that backend reaches (within
+    1e-5)."""
+    r = backend_models
+    data = np.load(r["dir"] / "cross.npz", allow_pickle=False)
+    model = keras.saving.load_model(r["dir"] / f"{key}.keras", safe_mode=True)
+    assert type(model.optimizer).__name__ == FROM_BACKEND[key][0] and int(model.optimizer.iterations.numpy()) == 4
+    fit(model, data["x"], data["y"])
+    want = np.load(r["dir"] / f"{key}_uninterrupted.npz", allow_pickle=False)
+    diff = max(float(np.max(np.abs(a - want[f"arr_{i}"]))) for i, a in enumerate(model.get_weights()))
+    assert diff <= 1e-5
+
+
+def test_gradient_accumulation_updates_every_second_step(backend_steps):
     """With gradient_accumulation_steps=2 the weights move only at steps 2, 4, 6 (odd steps accumulate)."""
-    w = [[jax_steps[f"SymbolicRPsi_accumulate|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)]
+    w = [[backend_steps[f"SymbolicRPsi_accumulate|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)]
     for i in range(2):
         np.testing.assert_array_equal(w[0][i], INIT[i])
         np.testing.assert_array_equal(w[2][i], w[1][i])
@@ -222,68 +244,3 @@ def test_optax_transformation_refuses_a_bad_learning_rate():
 
     with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
         symbolic_rule(SymbolicRP().rule, learning_rate=float("nan"))
-
-
-def test_a_keras_file_saved_on_tensorflow_continues_on_jax(tmp_path):
-    """A model trained with SymbolicRP() on TensorFlow, saved as .keras, loads under JAX (safe_mode=True) with its
-    optimizer state and continues to the weights the uninterrupted TensorFlow run reaches (within 1e-5)."""
-    import keras
-
-    from tf_symbolic_l2o.optimizers import SymbolicRP
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(128, 6)).astype("float32")
-    y = (x @ np.arange(6, dtype="float32") > 0).astype("int32")
-    np.savez(tmp_path / "data.npz", x=x, y=y)
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)])
-    model.compile(optimizer=SymbolicRP(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    model.save(tmp_path / "m.keras")
-    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)  # the uninterrupted run, on TensorFlow
-    np.savez(tmp_path / "want.npz", *model.get_weights())
-    code = (
-        "import numpy as np, keras\n"
-        "import tf_symbolic_l2o.optimizers\n"
-        "d = np.load('data.npz', allow_pickle=False)\n"
-        "m = keras.saving.load_model('m.keras', safe_mode=True)\n"
-        "assert keras.backend.backend() == 'jax' and int(m.optimizer.iterations) == 4\n"
-        "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
-        "want = np.load('want.npz', allow_pickle=False)\n"
-        "print(max(float(np.max(np.abs(a - want[f'arr_{i}']))) for i, a in enumerate(m.get_weights())))\n")
-    run = _subprocess(code, "jax", tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert float(run.stdout.split()[-1]) <= 1e-5
-
-
-def test_a_keras_file_saved_on_jax_continues_on_tensorflow(tmp_path):
-    """The other direction: trained and saved under JAX, loaded here on TensorFlow, continued to the weights the
-    uninterrupted JAX run reaches (within 1e-5)."""
-    import keras
-
-    import tf_symbolic_l2o.optimizers  # noqa: F401 - registers the optimizers for loading
-
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(128, 6)).astype("float32")
-    y = (x @ np.arange(6, dtype="float32") > 0).astype("int32")
-    np.savez(tmp_path / "data.npz", x=x, y=y)
-    code = (
-        "import numpy as np, keras\n"
-        "from tf_symbolic_l2o.optimizers import SymbolicRPsi\n"
-        "d = np.load('data.npz', allow_pickle=False)\n"
-        "keras.utils.set_random_seed(0)\n"
-        "m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation='tanh'), keras.layers.Dense(2)])\n"
-        "m.compile(optimizer=SymbolicRPsi(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
-        "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
-        "m.save('m.keras')\n"
-        "m.fit(d['x'], d['y'], batch_size=32, epochs=1, shuffle=False, verbose=0)\n"
-        "np.savez('want.npz', *m.get_weights())\n"
-        "print(keras.backend.backend())\n")
-    run = _subprocess(code, "jax", tmp_path)
-    assert run.returncode == 0 and run.stdout.split()[-1] == "jax", run.stderr[-3000:]
-    model = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    assert type(model.optimizer).__name__ == "SymbolicRPsi" and int(model.optimizer.iterations.numpy()) == 4
-    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
-    want = np.load(tmp_path / "want.npz", allow_pickle=False)
-    diff = max(float(np.max(np.abs(a - want[f"arr_{i}"]))) for i, a in enumerate(model.get_weights()))
-    assert diff <= 1e-5

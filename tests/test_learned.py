@@ -119,10 +119,41 @@ def test_save_load_roundtrip_and_savedmodel(tmp_path):
     np.testing.assert_allclose(out["delta"].numpy(), ref.numpy(), rtol=1e-5, atol=1e-7)
 
 
+def test_saved_weights_npz_and_checkpoint_hold_the_same_weights(tmp_path):
+    """save_l2o writes the weights twice (weights.npz for every Keras backend, the TF checkpoint for older readers);
+    load_l2o reads the npz, and a folder without it is read from the checkpoint: both give the saved weights."""
+    l2o = make_l2o("rp_s", seed=3)
+    save_l2o(l2o, tmp_path / "l2o")
+    with np.load(tmp_path / "l2o" / "weights.npz", allow_pickle=False) as data:
+        assert [data[f"arr_{i}"].tolist() for i in range(len(data.files))] == [w.tolist() for w in l2o.get_weights()]
+    from_npz = load_l2o(tmp_path / "l2o").get_weights()
+    (tmp_path / "l2o" / "weights.npz").unlink()
+    from_checkpoint = load_l2o(tmp_path / "l2o").get_weights()
+    for a, b, w in zip(from_npz, from_checkpoint, l2o.get_weights()):
+        np.testing.assert_array_equal(a, w)
+        np.testing.assert_array_equal(b, w)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_l2o(tmp_path / "nothing")
     save_l2o(make_l2o("rp_s"), tmp_path / "l2o")
+    npz = tmp_path / "l2o" / "weights.npz"
+    good = npz.read_bytes()
+    npz.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read learned-optimizer weights"):
+        load_l2o(tmp_path / "l2o")
+    np.savez(npz, np.zeros((3, 3), np.float32))  # a readable file with the wrong weights
+    with pytest.raises(ValueError, match="holds weights of shapes"):
+        load_l2o(tmp_path / "l2o")
+    npz.write_bytes(good)
+    with np.load(npz, allow_pickle=False) as data:
+        arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+    arrays[0][0, 0] = np.nan
+    np.savez(npz, *arrays)
+    with pytest.raises(ValueError, match="non-finite"):
+        load_l2o(tmp_path / "l2o")
+    npz.unlink()  # a folder saved before weights.npz existed: the checkpoint is read
     for f in (tmp_path / "l2o").glob("weights.data*"):
         f.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot read"):

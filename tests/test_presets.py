@@ -47,3 +47,13 @@ def test_presets_train_a_keras_model_and_round_trip(cls, folder, tmp_path):
     assert type(back.optimizer) is cls
     for a, b in zip(model.optimizer.variables, back.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_shipped_rule_is_chosen_by_name_or_folder():
+    """rule= takes a shipped rule's name or folder as well as a rule.json path; an unknown name is FileNotFoundError."""
+    small = Rule.load(default_rule_path("symbolic_rp_small")).minimal()
+    assert small.memlen == 1
+    assert SymbolicRP(rule="symbolic_rp_small").rule == small
+    assert SymbolicRP(rule=default_rule_path("symbolic_rp_small").parent).rule == small
+    with pytest.raises(FileNotFoundError, match="no_such_rule"):
+        SymbolicRP(rule="no_such_rule")

@@ -87,7 +87,9 @@ def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
         return types.SimpleNamespace(
             where=tf.where, sqrt=tf.sqrt, pow=tf.pow, square=tf.square, abs=tf.abs, isfinite=tf.math.is_finite,
             logical_and=tf.logical_and, stack=tf.stack, cast=tf.cast, ones_like=tf.ones_like,
-            zeros_like=tf.zeros_like, constant=tf.constant, dtype=lambda x: x.dtype)
+            zeros_like=tf.zeros_like, constant=tf.constant, dtype=lambda x: x.dtype, tanh=tf.tanh, exp=tf.exp,
+            log=tf.math.log, clip=tf.clip_by_value, concatenate=lambda xs, axis: tf.concat(xs, axis), zeros=tf.zeros,
+            reshape=tf.reshape, all=tf.reduce_all, cond=tf.cond)
     if backend == "keras":
         import keras
         from keras import ops
@@ -96,15 +98,20 @@ def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
             where=ops.where, sqrt=ops.sqrt, pow=ops.power, square=ops.square, abs=ops.abs, isfinite=ops.isfinite,
             logical_and=ops.logical_and, stack=ops.stack, cast=ops.cast, ones_like=ops.ones_like,
             zeros_like=ops.zeros_like, constant=lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype),
-            dtype=lambda x: keras.backend.standardize_dtype(x.dtype))
+            dtype=lambda x: keras.backend.standardize_dtype(x.dtype), tanh=ops.tanh, exp=ops.exp, log=ops.log,
+            clip=ops.clip, concatenate=ops.concatenate, zeros=ops.zeros, reshape=ops.reshape, all=ops.all,
+            cond=ops.cond)
     if backend == "jax":
+        import jax
         import jax.numpy as jnp
 
         return types.SimpleNamespace(
             where=jnp.where, sqrt=jnp.sqrt, pow=jnp.power, square=jnp.square, abs=jnp.abs, isfinite=jnp.isfinite,
             logical_and=jnp.logical_and, stack=jnp.stack, cast=lambda x, dtype: jnp.asarray(x).astype(dtype),
             ones_like=jnp.ones_like, zeros_like=jnp.zeros_like,
-            constant=lambda value, dtype: jnp.asarray(value, dtype=dtype), dtype=lambda x: jnp.dtype(x.dtype).name)
+            constant=lambda value, dtype: jnp.asarray(value, dtype=dtype), dtype=lambda x: jnp.dtype(x.dtype).name,
+            tanh=jnp.tanh, exp=jnp.exp, log=jnp.log, clip=jnp.clip, concatenate=jnp.concatenate, zeros=jnp.zeros,
+            reshape=jnp.reshape, all=jnp.all, cond=lambda pred, true_fn, false_fn: jax.lax.cond(pred, true_fn, false_fn))
     raise ValueError(f"unknown array backend {backend!r}; use 'tensorflow', 'keras' or 'jax'")
 
 
@@ -182,9 +189,10 @@ class FeatureSet:
         order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3")
         return tuple(s for s in order if s in need)
 
-    def init_state(self, shape, dtype="float32") -> dict[str, tf.Tensor]:
-        """Zero state for coordinates of the given shape (TensorFlow tensors)."""
-        return {name: tf.zeros(shape, dtype) for name in self.state_names()}
+    def init_state(self, shape, dtype="float32", backend: str = "tensorflow") -> dict[str, tf.Tensor]:
+        """Zero state for coordinates of the given shape (``backend`` as in :func:`array_ops`)."""
+        zeros = array_ops(backend).zeros
+        return {name: zeros(shape, dtype) for name in self.state_names()}
 
     def update(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, step, backend: str = "tensorflow"
                ) -> tuple[tf.Tensor, dict]:

@@ -18,6 +18,10 @@ history feeds both branches the same inputs, so the output is exactly zero (no d
 state is then ``[n, 2·units]`` per layer (the two branches side by side).
 
 The raw output (before the ×0.01) is what the behaviour recorder stores and what symbolic rules imitate.
+
+The layer computes with TensorFlow on Keras' TensorFlow backend (meta-training, recording, export) and with
+``keras.ops`` on the other backends (:class:`~tf_symbolic_l2o.optimizers.LearnedOptimizer` under JAX or PyTorch);
+TensorFlow is imported only in the first case.
 """
 
 from __future__ import annotations
@@ -25,23 +29,28 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
-import tensorflow as tf
 
-from tf_symbolic_l2o.features import FeatureSet
+from tf_symbolic_l2o.features import FeatureSet, array_ops
 
 INPUT_TRANSFORMS = ("none", "log_and_sign")
 OUTPUT_ACTIVATIONS = ("linear", "tanh")
 
 
-def log_and_sign(g: tf.Tensor, k: float = 5.0) -> tf.Tensor:
+def _backend() -> str:
+    """The array backend of :func:`~tf_symbolic_l2o.features.array_ops` for Keras' current backend."""
+    return "tensorflow" if keras.backend.backend() == "tensorflow" else "keras"
+
+
+def log_and_sign(g, k: float = 5.0, backend: str = "tensorflow"):
     """DM's gradient preprocessing (Andrychowicz et al. 2016, TF code with k = 5).
 
     ``[clip(log(|g| + eps)/k, -1, 1), clip(g·eᵏ, -1, 1)]`` with eps the float32 machine epsilon; shape ``g + [2]``.
     """
-    eps = tf.constant(1.1920929e-07, g.dtype)
-    log = tf.clip_by_value(tf.math.log(tf.abs(g) + eps) / k, -1.0, 1.0)
-    sign = tf.clip_by_value(g * tf.exp(tf.constant(k, g.dtype)), -1.0, 1.0)
-    return tf.stack([log, sign], axis=-1)
+    o = array_ops(backend)
+    dtype = o.dtype(g)
+    log = o.clip(o.log(o.abs(g) + o.constant(1.1920929e-07, dtype)) / k, -1.0, 1.0)
+    sign = o.clip(g * o.exp(o.constant(k, dtype)), -1.0, 1.0)
+    return o.stack([log, sign], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")
@@ -129,19 +138,22 @@ class CoordinatewiseLSTM(keras.layers.Layer):
     # -- the CoordinateOptimizer protocol ---------------------------------------------------------------
     def init_state(self, num_coords):
         """``(feature_state, ((h, c) per LSTM layer))``, all zeros; ``h``, ``c`` are ``[n, state_units[i]]``."""
-        lstm = tuple((tf.zeros([num_coords, u]), tf.zeros([num_coords, u])) for u in self.state_units)
-        return self.feature_set.init_state([num_coords]), lstm
+        backend = _backend()
+        zeros = array_ops(backend).zeros
+        lstm = tuple((zeros([num_coords, u]), zeros([num_coords, u])) for u in self.state_units)
+        return self.feature_set.init_state([num_coords], backend=backend), lstm
 
-    def _inputs(self, grad, feats):
+    def _inputs(self, grad, feats, backend):
         """The network's input ``[n, num_inputs]`` and, when ``odd``, that of the negated gradient sequence."""
         if self.input_transform == "log_and_sign":
-            x = log_and_sign(grad, self.log_and_sign_k)
-            return x, (log_and_sign(-grad, self.log_and_sign_k) if self.odd else None)
+            x = log_and_sign(grad, self.log_and_sign_k, backend)
+            return x, (log_and_sign(-grad, self.log_and_sign_k, backend) if self.odd else None)
         if not self.odd:
             return feats, None
-        return feats, feats * tf.constant(self.feature_set.parity(), feats.dtype)
+        o = array_ops(backend)
+        return feats, feats * o.constant(self.feature_set.parity(), o.dtype(feats))
 
-    def _network(self, x, lstm_state):
+    def _network(self, x, lstm_state, backend):
         """h(x) ``[rows]`` and the new ``((h, c), …)`` for rows of inputs ``x`` and states ``lstm_state``."""
         for layer in self.preproc_layers:
             x = layer(x)
@@ -151,24 +163,26 @@ class CoordinatewiseLSTM(keras.layers.Layer):
             new_lstm.append((h, c))
         out = self.head(x)[:, 0]
         if self.output_activation == "tanh":
-            out = tf.tanh(out)
+            out = array_ops(backend).tanh(out)
         return out, tuple(new_lstm)
 
     def forward(self, grad, state, step):
         """One step: ``(raw_output [n], features [n, F], new_state)``."""
         feat_state, lstm_state = state
-        feats, feat_state = self.feature_set.update(feat_state, grad, step)
-        x, x_neg = self._inputs(grad, feats)
+        backend = _backend()
+        feats, feat_state = self.feature_set.update(feat_state, grad, step, backend)
+        x, x_neg = self._inputs(grad, feats, backend)
         if not self.odd:
-            out, new_lstm = self._network(x, lstm_state)
+            out, new_lstm = self._network(x, lstm_state, backend)
             return out, feats, (feat_state, new_lstm)
         # Two calls of the same shape, not one batch of 2n rows: a matrix product may round a row differently by
         # its position in the batch, and then the branches would not mirror each other bit for bit.
         pos_state = tuple((h[:, :u], c[:, :u]) for (h, c), u in zip(lstm_state, self.lstm_units))
         neg_state = tuple((h[:, u:], c[:, u:]) for (h, c), u in zip(lstm_state, self.lstm_units))
-        pos, new_pos = self._network(x, pos_state)
-        neg, new_neg = self._network(x_neg, neg_state)
-        new_lstm = tuple((tf.concat([hp, hn], axis=1), tf.concat([cp, cn], axis=1))
+        pos, new_pos = self._network(x, pos_state, backend)
+        neg, new_neg = self._network(x_neg, neg_state, backend)
+        join = array_ops(backend).concatenate
+        new_lstm = tuple((join([hp, hn], axis=1), join([cp, cn], axis=1))
                          for (hp, cp), (hn, cn) in zip(new_pos, new_neg))
         return 0.5 * (pos - neg), feats, (feat_state, new_lstm)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 
 from tf_symbolic_l2o._lazy import LazyModule
-from tf_symbolic_l2o.features import keep_where  # noqa: F401 - shared with the LSTM optimizer
+from tf_symbolic_l2o.features import array_ops, keep_where  # noqa: F401 - keep_where: shared with the LSTM optimizer
 
 tf = LazyModule("tensorflow")
 
@@ -38,12 +38,6 @@ BASE_ARGS_DOC = """weight_decay: Float. If set, decoupled weight decay ``θ ← 
 
 def is_tensorflow_backend() -> bool:
     return keras.backend.backend() == "tensorflow"
-
-
-def require_tensorflow_backend(cls_name: str) -> None:
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(f"{cls_name} needs the TensorFlow backend of Keras (KERAS_BACKEND=tensorflow); "
-                         f"the current backend is {keras.backend.backend()!r}")
 
 
 def compute_dtype(dtype) -> str:
@@ -89,12 +83,14 @@ def dense_gradient(gradient, variable) -> tf.Tensor:
     return tf.convert_to_tensor(gradient)
 
 
-def all_finite(*tensors, event_dims: int = 0) -> tf.Tensor:
-    """Per-coordinate ``True`` where every tensor is finite; the trailing ``event_dims`` axes are reduced."""
+def all_finite(*tensors, event_dims: int = 0, backend: str = "tensorflow"):
+    """Per-coordinate ``True`` where every tensor is finite; the trailing ``event_dims`` axes are reduced
+    (``backend`` as in :func:`~tf_symbolic_l2o.features.array_ops`)."""
+    o = array_ops(backend)
     ok = None
     for t in tensors:
-        f = tf.math.is_finite(t)
+        f = o.isfinite(t)
         if event_dims:
-            f = tf.reduce_all(f, axis=list(range(-event_dims, 0)))
-        ok = f if ok is None else tf.logical_and(ok, f)
+            f = o.all(f, axis=list(range(-event_dims, 0)))
+        ok = f if ok is None else o.logical_and(ok, f)
     return ok

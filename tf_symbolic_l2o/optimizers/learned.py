@@ -7,13 +7,16 @@ from typing import Mapping
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from tf_symbolic_l2o._lazy import LazyModule
+from tf_symbolic_l2o.features import array_ops
 from tf_symbolic_l2o.learned.io import load_l2o
 from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 from tf_symbolic_l2o.learned.registry import l2o_from_config
-from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, dense_gradient, keep_where,
-                                                require_tensorflow_backend)
+from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, dense_gradient,
+                                                is_tensorflow_backend, keep_where)
+
+tf = LazyModule("tensorflow")
 
 
 def _l2o_from_dict(d: Mapping) -> CoordinatewiseLSTM:
@@ -135,7 +138,6 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
         name="learned",
         **kwargs,
     ):
-        require_tensorflow_backend(type(self).__name__)
         l2o = as_l2o(l2o)
         super().__init__(
             learning_rate=learning_rate,
@@ -171,42 +173,46 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
                 state_slots.append(None)
                 lstm_slots.append(None)
                 continue
-            state_slots.append([add_slot(self, var, name, dtype=tf.float32) for name in self._state_names])
+            state_slots.append([add_slot(self, var, name, dtype="float32") for name in self._state_names])
             lstm_slots.append([
-                (add_slot(self, var, f"lstm_{i}_h", shape=(*var.shape, u), dtype=tf.float32),
-                 add_slot(self, var, f"lstm_{i}_c", shape=(*var.shape, u), dtype=tf.float32))
+                (add_slot(self, var, f"lstm_{i}_h", shape=(*var.shape, u), dtype="float32"),
+                 add_slot(self, var, f"lstm_{i}_c", shape=(*var.shape, u), dtype="float32"))
                 for i, u in enumerate(self._lstm_units)])
         self._state_slots = state_slots
         self._lstm_slots = lstm_slots
 
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
+        backend = "tensorflow" if is_tensorflow_backend() else "keras"
+        o = array_ops(backend)
         index = self._get_variable_index(variable)
-        var_dtype = tf.as_dtype(variable.dtype)
-        dtype = tf.float32
-        g = tf.reshape(tf.cast(dense_gradient(gradient, variable), dtype), [-1])
-        lr = tf.cast(learning_rate, dtype)
-        step = tf.cast(self.iterations + 1, dtype)
+        var_dtype = keras.backend.standardize_dtype(variable.dtype)
+        if backend == "tensorflow":
+            gradient = dense_gradient(gradient, variable)
+        g = o.reshape(o.cast(gradient, "float32"), [-1])
+        lr = o.cast(learning_rate, "float32")
+        step = o.cast(self.iterations + 1, "float32")
 
         slots = self._state_slots[index]
         lstm = self._lstm_slots[index]
-        old_feat = {name: tf.reshape(slot, [-1]) for name, slot in zip(self._state_names, slots)}
-        old_lstm = tuple((tf.reshape(h, [-1, u]), tf.reshape(c, [-1, u])) for (h, c), u in zip(lstm, self._lstm_units))
+        old_feat = {name: o.reshape(slot, [-1]) for name, slot in zip(self._state_names, slots)}
+        old_lstm = tuple((o.reshape(h, [-1, u]), o.reshape(c, [-1, u])) for (h, c), u in zip(lstm, self._lstm_units))
         raw, feats, (new_feat, new_lstm) = self.l2o.forward(g, (old_feat, old_lstm), step)
-        raw, feats = tf.cast(raw, dtype), tf.cast(feats, dtype)
-        new_feat = {k: tf.cast(t, dtype) for k, t in new_feat.items()}
-        new_lstm = tuple((tf.cast(h, dtype), tf.cast(c, dtype)) for h, c in new_lstm)
-        delta = tf.cast(lr * tf.constant(self._output_scale, dtype) * raw, var_dtype)
+        # the network's sub-layers may compute in a mixed-precision global policy's dtype: back to float32
+        raw, feats = o.cast(raw, "float32"), o.cast(feats, "float32")
+        new_feat = {k: o.cast(t, "float32") for k, t in new_feat.items()}
+        new_lstm = tuple((o.cast(h, "float32"), o.cast(c, "float32")) for h, c in new_lstm)
+        delta = o.cast(lr * o.constant(self._output_scale, "float32") * raw, var_dtype)
 
-        ok = all_finite(g, delta, *new_feat.values())
-        ok = tf.logical_and(ok, all_finite(feats, *[t for hc in new_lstm for t in hc], event_dims=1))
-        shape = tf.shape(variable)
+        ok = all_finite(g, delta, *new_feat.values(), backend=backend)
+        ok = o.logical_and(ok, all_finite(feats, *[t for hc in new_lstm for t in hc], event_dims=1, backend=backend))
+        shape = tuple(variable.shape)
         for name, slot in zip(self._state_names, slots):
-            self.assign(slot, tf.reshape(keep_where(ok, new_feat[name], old_feat[name]), shape))
+            self.assign(slot, o.reshape(keep_where(ok, new_feat[name], old_feat[name], backend=backend), shape))
         for (h_slot, c_slot), (h_old, c_old), (h_new, c_new) in zip(lstm, old_lstm, new_lstm):
-            self.assign(h_slot, tf.reshape(keep_where(ok, h_new, h_old, event_dims=1), tf.shape(h_slot)))
-            self.assign(c_slot, tf.reshape(keep_where(ok, c_new, c_old, event_dims=1), tf.shape(c_slot)))
-        self.assign_add(variable, tf.reshape(tf.where(ok, delta, tf.zeros_like(delta)), shape))
+            self.assign(h_slot, o.reshape(keep_where(ok, h_new, h_old, event_dims=1, backend=backend), h_slot.shape))
+            self.assign(c_slot, o.reshape(keep_where(ok, c_new, c_old, event_dims=1, backend=backend), c_slot.shape))
+        self.assign_add(variable, o.reshape(o.where(ok, delta, o.zeros_like(delta)), shape))
 
     def get_config(self):
         config = super().get_config()
@@ -216,3 +222,4 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
 
 LearnedOptimizer.__doc__ = LearnedOptimizer.__doc__.replace("{{base_args}}", BASE_ARGS_DOC)
+

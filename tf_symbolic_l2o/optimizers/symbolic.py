@@ -61,7 +61,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
 
     Args:
         rule: the update rule: a :class:`~tf_symbolic_l2o.rules.Rule`, a rule dict (the ``Rule.to_dict()``
-            layout, as stored by :meth:`get_config`; validated strictly) or the path of a ``rule.json`` file.
+            layout, as stored by :meth:`get_config`; validated strictly), the path of a ``rule.json`` file or the
+            name of a shipped rule (``"symbolic_rp_small"``).
         learning_rate: A float, a ``keras.optimizers.schedules.LearningRateSchedule`` instance, or a callable that
             takes no arguments and returns the value to use: the multiplier on the rule's step. Defaults to 1.0.
         fused: on the TensorFlow backend, run each step (features, rule, finiteness guard and the writes of
@@ -227,7 +228,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
     def _math(self, g, old_state, old_history, step, lr):
         """The elementwise part of the step (:func:`~tf_symbolic_l2o.rules.step.rule_step`)."""
         return rule_step(self._feature_set, self._rule_fn, self._output_scale, g, old_state, old_history, step, lr,
-                         self._backend)
+                         self._backend, input_names=self.rule.inputs)
 
     def get_config(self):
         config = super().get_config()

@@ -42,6 +42,7 @@ import numpy as np
 from tf_symbolic_l2o._lazy import LazyModule
 from tf_symbolic_l2o.features import FeatureSet
 from tf_symbolic_l2o.io import atomic_write_json, read_json
+from tf_symbolic_l2o.artifacts import resolve_artifact
 from tf_symbolic_l2o.rules import convert
 from tf_symbolic_l2o.rules.expression import (Const, Node, Op, Var, constants, from_prefix, size, split_var,
                                               to_prefix, variables, with_constants)
@@ -341,8 +342,8 @@ class Rule:
 
     def keras_fn(self, backend: str = "keras") -> Callable:
         """``f(x, constants=None)`` built from ``keras.ops``, for any Keras backend (``backend="jax"``: from
-        ``jax.numpy``): ``x`` is one tensor ``[..., len(inputs)]`` in :attr:`inputs` order; the result has its batch
-        shape and dtype."""
+        ``jax.numpy``): ``x`` is one tensor ``[..., len(inputs)]`` in :attr:`inputs` order, or a dict
+        ``{name: tensor}`` (at least the variables used); the result has the inputs' batch shape and dtype."""
         from tf_symbolic_l2o.rules.ops_keras import jax_namespace, keras_namespace
 
         o = keras_namespace() if backend == "keras" else jax_namespace()
@@ -350,13 +351,20 @@ class Rule:
         used = variables(expr)
 
         def f(x, constants=None):
-            x = o.convert_to_tensor(x)
-            if len(x.shape) == 0 or x.shape[-1] != n_in:
-                raise ValueError(f"expected inputs of shape [..., {n_in}] ({', '.join(self.inputs)}), got "
-                                 f"{tuple(x.shape)}")
-            out = convert.evaluate_keras(expr, {v: x[..., index[v]] for v in used}, constants=constants,
-                                         dtype=o.dtype(x), backend=backend)
-            return out if used else out * o.ones_like(x[..., 0])
+            if isinstance(x, Mapping):  # {name: tensor}, at least the variables used
+                missing = [v for v in used if v not in x]
+                if missing or not x:
+                    raise ValueError(f"missing input(s) {missing or list(self.inputs)}")
+                env = {v: o.convert_to_tensor(x[v]) for v in used}
+                ref = env[used[0]] if used else o.convert_to_tensor(next(iter(x.values())))
+            else:
+                x = ref = o.convert_to_tensor(x)
+                if len(x.shape) == 0 or x.shape[-1] != n_in:
+                    raise ValueError(f"expected inputs of shape [..., {n_in}] ({', '.join(self.inputs)}), got "
+                                     f"{tuple(x.shape)}")
+                env, ref = {v: x[..., index[v]] for v in used}, x[..., 0]
+            out = convert.evaluate_keras(expr, env, constants=constants, dtype=o.dtype(ref), backend=backend)
+            return out if used else out * o.ones_like(ref)
 
         return f
 
@@ -379,11 +387,14 @@ class Rule:
 
 
 def as_rule(rule) -> Rule:
-    """A :class:`Rule` from a ``Rule``, its dict (``Rule.to_dict()`` layout) or the path of a ``rule.json``."""
+    """A :class:`Rule` from a ``Rule``, its dict (``Rule.to_dict()`` layout), the path of a ``rule.json`` or of a
+    folder holding one, or the name of a shipped rule (``"symbolic_rp_small"``)."""
     if isinstance(rule, Rule):
         return rule
     if isinstance(rule, Mapping):
         return Rule.from_dict(rule)
     if isinstance(rule, (str, os.PathLike)):
-        return Rule.load(rule)
-    raise ValueError(f"rule must be a Rule, a rule dict or the path of a rule.json file, got {type(rule).__name__}")
+        path = resolve_artifact(rule)
+        return Rule.load(path / "rule.json" if path.is_dir() else path)
+    raise ValueError("rule must be a Rule, a rule dict, the path of a rule.json file or a shipped rule's name, got "
+                     f"{type(rule).__name__}")

@@ -77,12 +77,21 @@ def parse_features(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(n for n in FEATURE_NAMES if n in names)
 
 
+# The functions every array backend's namespace has, under keras.ops' names (jax.numpy shares them). The features
+# use some, the rules' operator tables (rules/ops_keras.py) others.
+_SHARED = ("where", "sqrt", "power", "square", "abs", "isfinite", "logical_and", "stack", "ones_like", "zeros_like",
+           "tanh", "exp", "log", "clip", "concatenate", "zeros", "reshape", "all", "add", "subtract", "multiply",
+           "maximum", "minimum", "greater", "negative", "sign", "sinh", "arcsinh", "sin", "cos", "tan")
+
+
 @functools.lru_cache(maxsize=None)
 def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
-    """The array functions the feature computations use: TensorFlow's for ``"tensorflow"`` (the LSTM optimizers,
-    the recorder, meta-training, the TensorFlow Keras optimizers), ``keras.ops`` for ``"keras"`` (the Keras
-    optimizers on the JAX and PyTorch backends) or ``jax.numpy`` for ``"jax"`` (the optax transformations). Same
-    functions, same order of operations."""
+    """The array functions of one backend, built once: TensorFlow's for ``"tensorflow"`` (the LSTM optimizers, the
+    recorder, meta-training, the TensorFlow Keras optimizers), ``keras.ops`` for ``"keras"`` (the Keras optimizers
+    on the JAX and PyTorch backends) or ``jax.numpy`` for ``"jax"`` (the optax transformations). Same functions,
+    same order of operations. The ``"keras"`` and ``"jax"`` namespaces carry ``keras.ops``' names (``_SHARED``,
+    ``relu``, ``erf``, ``cast``, ``convert_to_tensor``, ``cond``) and also serve the rules' operator tables;
+    ``pow``, ``constant(value, dtype)`` and ``dtype(x)`` (a dtype name) are in all three."""
     if backend == "tensorflow":
         return types.SimpleNamespace(
             where=tf.where, sqrt=tf.sqrt, pow=tf.pow, square=tf.square, abs=tf.abs, isfinite=tf.math.is_finite,
@@ -95,23 +104,20 @@ def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
         from keras import ops
 
         return types.SimpleNamespace(
-            where=ops.where, sqrt=ops.sqrt, pow=ops.power, square=ops.square, abs=ops.abs, isfinite=ops.isfinite,
-            logical_and=ops.logical_and, stack=ops.stack, cast=ops.cast, ones_like=ops.ones_like,
-            zeros_like=ops.zeros_like, constant=lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype),
-            dtype=lambda x: keras.backend.standardize_dtype(x.dtype), tanh=ops.tanh, exp=ops.exp, log=ops.log,
-            clip=ops.clip, concatenate=ops.concatenate, zeros=ops.zeros, reshape=ops.reshape, all=ops.all,
-            cond=ops.cond)
+            **{n: getattr(ops, n) for n in _SHARED}, relu=ops.relu, erf=ops.erf, cast=ops.cast,
+            convert_to_tensor=ops.convert_to_tensor, cond=ops.cond, pow=ops.power,
+            constant=lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype),
+            dtype=lambda x: keras.backend.standardize_dtype(x.dtype))
     if backend == "jax":
         import jax
         import jax.numpy as jnp
 
         return types.SimpleNamespace(
-            where=jnp.where, sqrt=jnp.sqrt, pow=jnp.power, square=jnp.square, abs=jnp.abs, isfinite=jnp.isfinite,
-            logical_and=jnp.logical_and, stack=jnp.stack, cast=lambda x, dtype: jnp.asarray(x).astype(dtype),
-            ones_like=jnp.ones_like, zeros_like=jnp.zeros_like,
-            constant=lambda value, dtype: jnp.asarray(value, dtype=dtype), dtype=lambda x: jnp.dtype(x.dtype).name,
-            tanh=jnp.tanh, exp=jnp.exp, log=jnp.log, clip=jnp.clip, concatenate=jnp.concatenate, zeros=jnp.zeros,
-            reshape=jnp.reshape, all=jnp.all, cond=lambda pred, true_fn, false_fn: jax.lax.cond(pred, true_fn, false_fn))
+            **{n: getattr(jnp, n) for n in _SHARED}, relu=jax.nn.relu, erf=jax.scipy.special.erf,
+            cast=lambda x, dtype: jnp.asarray(x).astype(dtype),
+            convert_to_tensor=lambda value, dtype=None: jnp.asarray(value, dtype=dtype),
+            cond=lambda pred, true_fn, false_fn: jax.lax.cond(pred, true_fn, false_fn), pow=jnp.power,
+            constant=lambda value, dtype: jnp.asarray(value, dtype=dtype), dtype=lambda x: jnp.dtype(x.dtype).name)
     raise ValueError(f"unknown array backend {backend!r}; use 'tensorflow', 'keras' or 'jax'")
 
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import io
 import math
 import time
 from pathlib import Path
@@ -55,7 +54,7 @@ import tensorflow as tf
 
 from tf_symbolic_l2o.harness import grid_search
 from tf_symbolic_l2o.image_data import ImageData, epoch_order, image_data
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text, figure_png
 from tf_symbolic_l2o.tasks.keras_models import _check_model_name, make_model
 
 __all__ = [
@@ -454,11 +453,8 @@ def plot_curves(curves: pd.DataFrame, path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_png(fig, dpi=120))
     return path
 
 

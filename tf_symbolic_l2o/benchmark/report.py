@@ -23,7 +23,7 @@ import pandas as pd
 from tf_symbolic_l2o.benchmark.metrics import performance_profile, profile_by_seed, task_metrics
 from tf_symbolic_l2o.benchmark.optimizers import LABELS, PRESETS, RULES, TUNED_PRESETS, artifact_path
 from tf_symbolic_l2o.benchmark.records import load_records
-from tf_symbolic_l2o.io import atomic_directory, atomic_write_text
+from tf_symbolic_l2o.io import atomic_directory, atomic_write_bytes, atomic_write_text, figure_png
 from tf_symbolic_l2o.rules import Rule
 
 REPORT_DIR = "report"
@@ -200,8 +200,7 @@ def plot_loss_curves(records: Sequence, path: str | Path) -> None:
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def plot_performance_profile(profile: pd.DataFrame, path: str | Path) -> None:
@@ -216,8 +215,7 @@ def plot_performance_profile(profile: pd.DataFrame, path: str | Path) -> None:
     ax.set_title("performance profile (Dolan–Moré)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def plot_cost(metrics: pd.DataFrame, path: str | Path) -> None:
@@ -236,8 +234,7 @@ def plot_cost(metrics: pd.DataFrame, path: str | Path) -> None:
         for lab in a.get_xticklabels():
             lab.set_horizontalalignment("right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def build_report(out_dir: str | Path, records: Sequence | None = None, suite_config: dict | None = None) -> Path:

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
 
 from tf_symbolic_l2o.distill.result import DistillResult, json_number
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_json, atomic_write_text, figure_png
 from tf_symbolic_l2o.rules import to_infix, to_prefix
 
 __all__ = ["REPORT_FORMAT", "write_distill_report"]
@@ -69,9 +68,7 @@ def _pareto_png(result: DistillResult) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return figure_png(fig, dpi=100)
 
 
 def _report(result: DistillResult) -> dict:

@@ -30,7 +30,7 @@ import tensorflow as tf
 from tf_symbolic_l2o.baselines import BASELINES
 from tf_symbolic_l2o.functional.registry import make_optimizer
 from tf_symbolic_l2o.harness import Harness, grid_search
-from tf_symbolic_l2o.io import atomic_directory
+from tf_symbolic_l2o.io import atomic_directory, atomic_write_bytes, figure_png
 from tf_symbolic_l2o.seeds import EVALUATION, LR_TUNING, step_seed
 from tf_symbolic_l2o.tasks.base import Task
 
@@ -200,6 +200,5 @@ def write_report(results: Sequence[RunResult], tuning: pd.DataFrame, out_dir: st
         ax.set_title(title)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(tmp / "loss_curves.png", dpi=120)
-        plt.close(fig)
+        atomic_write_bytes(tmp / "loss_curves.png", figure_png(fig, dpi=120))
     return summary

@@ -8,15 +8,12 @@ from typing import Mapping
 import keras
 import numpy as np
 
-from tf_symbolic_l2o._lazy import LazyModule
 from tf_symbolic_l2o.features import array_ops
 from tf_symbolic_l2o.learned.io import load_l2o
 from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 from tf_symbolic_l2o.learned.registry import l2o_from_config
 from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, dense_gradient,
                                                 is_tensorflow_backend, keep_where)
-
-tf = LazyModule("tensorflow")
 
 
 def _l2o_from_dict(d: Mapping) -> CoordinatewiseLSTM:
@@ -102,6 +99,9 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
     float32): one slot per name of ``l2o.feature_set.state_names()``, shaped like ``θ``; then, for each LSTM
     layer ``i``, ``lstm_{i}_h`` and ``lstm_{i}_c`` of shape ``[*θ.shape, l2o.state_units[i]]`` (the layer's
     units, doubled for an odd L2O, which carries the state of its negated branch beside it).
+
+    It runs on every Keras backend: with TensorFlow ops on TensorFlow, with ``keras.ops`` on JAX and PyTorch (the
+    same values to float32 rounding; the L2O's weights are read from ``weights.npz``, no TensorFlow needed).
 
     Sparse gradients are densified (the LSTM state of every coordinate advances at every step); non-finite
     values are handled as in :class:`~tf_symbolic_l2o.optimizers.SymbolicOptimizer`: a coordinate whose gradient,
@@ -222,4 +222,3 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
 
 LearnedOptimizer.__doc__ = LearnedOptimizer.__doc__.replace("{{base_args}}", BASE_ARGS_DOC)
-

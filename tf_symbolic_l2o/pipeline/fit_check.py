@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_text
+from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_text, figure_png
 
 #: Batch size of the ``model.fit`` check.
 FIT_BATCH = 128
@@ -93,8 +93,6 @@ def _save_and_reload(model, path: Path, x: np.ndarray) -> float:
 
 
 def _fit_png(curves) -> bytes:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,9 +110,6 @@ def _fit_png(curves) -> bytes:
     axes[0].legend()
     fig.suptitle("model.fit: the distilled rule vs Adam() (mean ± std over seeds)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 

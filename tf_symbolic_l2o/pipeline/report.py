@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_text
+from tf_symbolic_l2o.io import atomic_write_bytes, atomic_write_text, figure_png
 from tf_symbolic_l2o.pipeline.fit_check import FIT_BATCH
 
 
@@ -17,8 +17,6 @@ def write_report(ctx, figures: dict[str, dict], seconds: dict[str, float]) -> di
 
 
 def _meta_training_png(metrics_csv: Path) -> bytes:
-    import io
-
     import matplotlib
     import pandas as pd
 
@@ -35,10 +33,7 @@ def _meta_training_png(metrics_csv: Path) -> bytes:
     ax.set(xlabel="meta-training epoch", ylabel="loss", yscale="log", title="meta-training")
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def _f(value, digits: int = 4) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tf_symbolic_l2o._lazy import LazyModule, not_converted_by_autograph
+from tf_symbolic_l2o.features import array_ops
 from tf_symbolic_l2o.rules.expression import Const, Node, Var, constants as _constants, split_var, variables
 from tf_symbolic_l2o.rules.ops import OPS
 
@@ -137,11 +138,9 @@ def evaluate_keras(node: Node, env: Mapping[str, Any], constants=None, dtype=Non
         dtype: computation dtype; default: the dtype of the first input, float32 without inputs.
         backend: ``"keras"`` or ``"jax"``.
     """
-    from tf_symbolic_l2o.rules.ops_keras import jax_namespace, keras_namespace
-
     if backend not in ("keras", "jax"):
         raise ValueError(f"unknown backend {backend!r}; use 'keras' or 'jax'")
-    o = keras_namespace() if backend == "keras" else jax_namespace()
+    o = array_ops(backend)
     used = _used_variables(node, env)
     tensors = {v: o.convert_to_tensor(env[v]) for v in used}
     if dtype is None:

@@ -6,14 +6,15 @@ Same values as the NumPy and TensorFlow implementations, protected regions inclu
 :mod:`~tf_symbolic_l2o.rules.ops`); protected branches use the double ``where`` pattern, so gradients stay finite
 at the protected points. Arguments are converted to the floating dtype of the first tensor argument (float32 when
 there is none); ``logm`` and ``sinh`` of float16/bfloat16 inputs are computed in float32. ``erfc`` is ``1 − erf``.
-Both tables are built by :func:`make_table` from a namespace with ``keras.ops``' names.
+Both tables are built by :func:`make_table` from the backend's array namespace
+(:func:`~tf_symbolic_l2o.features.array_ops`, ``keras.ops``' names).
 """
 
 from __future__ import annotations
 
-import functools
 import types
 
+from tf_symbolic_l2o.features import array_ops
 from tf_symbolic_l2o.rules.ops import DIV_EPS, EXP_CLIP, LOGM_EPS
 
 _HALF = ("float16", "bfloat16")
@@ -85,39 +86,11 @@ def make_table(o: types.SimpleNamespace) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=None)
-def keras_namespace() -> types.SimpleNamespace:
-    """``keras.ops`` with ``dtype(x)``."""
-    import keras
-    from keras import ops
-
-    names = ("add", "subtract", "multiply", "maximum", "minimum", "greater", "negative", "abs", "sign", "square",
-             "log", "sqrt", "power", "where", "ones_like", "exp", "clip", "tanh", "sinh", "arcsinh", "relu", "erf",
-             "sin", "cos", "tan", "cast", "convert_to_tensor")
-    return types.SimpleNamespace(**{n: getattr(ops, n) for n in names},
-                                 dtype=lambda x: keras.backend.standardize_dtype(x.dtype))
-
-
-@functools.lru_cache(maxsize=None)
-def jax_namespace() -> types.SimpleNamespace:
-    """``jax.numpy`` under ``keras.ops``' names (``cast``, ``convert_to_tensor``, ``relu``, ``erf``)."""
-    import jax
-    import jax.numpy as jnp
-
-    names = ("add", "subtract", "multiply", "maximum", "minimum", "greater", "negative", "abs", "sign", "square",
-             "log", "sqrt", "power", "where", "ones_like", "exp", "clip", "tanh", "sinh", "arcsinh", "sin", "cos",
-             "tan")
-    return types.SimpleNamespace(**{n: getattr(jnp, n) for n in names}, relu=jax.nn.relu,
-                                 erf=jax.scipy.special.erf, cast=lambda x, dtype: jnp.asarray(x).astype(dtype),
-                                 convert_to_tensor=lambda v, dtype=None: jnp.asarray(v, dtype=dtype),
-                                 dtype=lambda x: jnp.dtype(x.dtype).name)
-
-
 def table() -> dict:
     """``{operator name: keras.ops implementation}``."""
-    return make_table(keras_namespace())
+    return make_table(array_ops("keras"))
 
 
 def jax_table() -> dict:
     """``{operator name: jax.numpy implementation}``."""
-    return make_table(jax_namespace())
+    return make_table(array_ops("jax"))

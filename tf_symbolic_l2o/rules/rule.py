@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tf_symbolic_l2o._lazy import LazyModule
-from tf_symbolic_l2o.features import FeatureSet
+from tf_symbolic_l2o.features import FeatureSet, array_ops
 from tf_symbolic_l2o.io import atomic_write_json, read_json
 from tf_symbolic_l2o.artifacts import resolve_artifact
 from tf_symbolic_l2o.rules import convert
@@ -344,9 +344,7 @@ class Rule:
         """``f(x, constants=None)`` built from ``keras.ops``, for any Keras backend (``backend="jax"``: from
         ``jax.numpy``): ``x`` is one tensor ``[..., len(inputs)]`` in :attr:`inputs` order, or a dict
         ``{name: tensor}`` (at least the variables used); the result has the inputs' batch shape and dtype."""
-        from tf_symbolic_l2o.rules.ops_keras import jax_namespace, keras_namespace
-
-        o = keras_namespace() if backend == "keras" else jax_namespace()
+        o = array_ops(backend)
         expr, index, n_in = self.expression, {n: i for i, n in enumerate(self.inputs)}, len(self.inputs)
         used = variables(expr)
 

@@ -17,9 +17,9 @@ images, uniform labels; no download), sparse categorical cross-entropy, ``model.
   h, c of two 20-unit layers = 80 floats more per coordinate = 328 B).
 
 * **Backend** — ``--backend tensorflow`` (default), ``jax`` or ``torch``: the workers run under
-  ``KERAS_BACKEND=<backend>`` (``learned`` needs TensorFlow). On JAX and PyTorch ``SymbolicRP()``'s step is its
-  ``keras.ops`` form (compiled with the train step on JAX); on TensorFlow it is the fused XLA step. Outputs of
-  another backend than TensorFlow are named ``keras_step_<backend>.*``.
+  ``KERAS_BACKEND=<backend>``. On JAX and PyTorch the optimizers' steps are their ``keras.ops`` forms (compiled with
+  the train step on JAX); on TensorFlow ``SymbolicRP()``'s is the fused XLA step. Outputs of another backend than
+  TensorFlow are named ``keras_step_<backend>.*``.
 
     python benchmarks/keras_step.py [--backend tensorflow] [--model resnet50] [--optimizers adam,symbolic,learned] \
         [--repeats 5] [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] \
@@ -463,8 +463,6 @@ def main(argv=None) -> int:
         if not Path(args.rule).is_file():
             p.error(f"rule file not found: {args.rule}")
     args.l2o = _resolve(args.l2o)
-    if "learned" in args.optimizer_list and args.backend != "tensorflow":
-        p.error("the learned optimizer needs --backend tensorflow; drop it from --optimizers")
     stem = "keras_step" if args.backend == "tensorflow" else f"keras_step_{args.backend}"
     if "learned" in args.optimizer_list and not (Path(args.l2o) / "l2o.json").is_file() \
             and not (Path(args.l2o) / "l2o" / "l2o.json").is_file():

@@ -52,7 +52,8 @@ def fit_and_round_trip() -> dict:
     fit(loaded, x, y)
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(model.get_weights(), loaded.get_weights()))
     return {"first_loss": losses[0], "last_loss": losses[-1], "round_trip_diff": diff,
-            "loaded_optimizer": type(loaded.optimizer).__name__, "iterations": counts[0], "loaded_iterations": counts[1]}
+            "loaded_optimizer": type(loaded.optimizer).__name__, "iterations": counts[0],
+            "loaded_iterations": counts[1]}
 
 
 def continue_tensorflow_files() -> dict:

@@ -1,9 +1,10 @@
-"""The symbolic Keras optimizers on Keras' JAX and PyTorch backends: importing them imports no TensorFlow, and their
-steps equal the TensorFlow backend's (the same gradients, the same weights and slots to float32 rounding),
-non-finite guard, rest, sign symmetry and Keras' checklist included (weight decay, clipnorm/clipvalue/global_clipnorm, EMA with
-overwrites, gradient accumulation, a config round trip, sparse Embedding gradients); ``model.fit`` and a ``.keras``
-round trip work there, and a ``.keras`` file saved on one backend continues on the other to the uninterrupted
-weights. The rules as optax transformations follow the TensorFlow optimizer step for step.
+"""The library's Keras optimizers (symbolic and learned) on Keras' JAX and PyTorch backends: importing them imports no
+TensorFlow, and their steps equal the TensorFlow backend's (the same gradients, the same weights and slots to
+float32 rounding), non-finite guard, rest, sign symmetry and Keras' checklist included (weight decay, clipnorm/
+clipvalue/global_clipnorm, EMA with overwrites, gradient accumulation, a config round trip, sparse Embedding
+gradients); ``model.fit`` and a ``.keras`` round trip work there, and a ``.keras`` file saved on one backend
+continues on the other to the uninterrupted weights. The rules as optax transformations follow the TensorFlow
+optimizer step for step.
 
 Each JAX or PyTorch check runs in a subprocess (the backend is fixed per process); the TensorFlow side runs here."""
 
@@ -106,8 +107,9 @@ def test_steps_equal_tensorflow_steps(backend_steps, name):
 
 @pytest.mark.parametrize("name", ["SymbolicRP", "SymbolicRPsi", "SymbolicDM", "LearnedOptimizer"])
 def test_invariants_rest_guard_and_sign(backend_steps, name):
-    """On JAX and PyTorch: three zero gradients from the zero state move nothing; the inf/NaN coordinates of step 4 keep their
-    weights; every weight is finite; negated gradients give the mirrored steps (no weight decay in these cases)."""
+    """On JAX and PyTorch: three zero gradients from the zero state move nothing; the inf/NaN coordinates of step 4
+    keep their weights; every weight is finite; negated gradients give the mirrored steps (no weight decay in these
+    cases)."""
     init = INIT
     w = {t: [backend_steps[f"{name}|1.0|w|{t}|{i}"] for i in range(2)] for t in range(STEPS)}
     if name != "SymbolicDM":  # SymbolicDM's case has weight decay and clipping, which act on every coordinate

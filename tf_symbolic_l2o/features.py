@@ -121,6 +121,13 @@ def array_ops(backend: str = "tensorflow") -> types.SimpleNamespace:
     raise ValueError(f"unknown array backend {backend!r}; use 'tensorflow', 'keras' or 'jax'")
 
 
+def keras_array_backend() -> str:
+    """The :func:`array_ops` backend for Keras' current backend: ``"tensorflow"`` on TensorFlow, else ``"keras"``."""
+    import keras
+
+    return "tensorflow" if keras.backend.backend() == "tensorflow" else "keras"
+
+
 def keep_where(ok, new, old, event_dims: int = 0, backend: str = "tensorflow"):
     """``new`` where the coordinate is ``ok``, else ``old`` (``ok`` broadcast over ``event_dims`` trailing axes);
     ``backend`` as in :func:`array_ops`."""

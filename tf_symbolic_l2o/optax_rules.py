@@ -72,8 +72,8 @@ def symbolic_rule(rule, learning_rate: float = 1.0):
         for g, s, h in zip(leaves, slots, history):
             dtype = dtype_of(g)
             g32 = g.astype(dtype)
-            new_s, new_h, delta = rule_step(fs, rule_fn, scale, g32, s, h, step.astype(dtype),
-                                            jnp.asarray(lr, dtype), backend="jax", input_names=rule.inputs)
+            new_s, new_h, delta = rule_step(fs, rule_fn, rule.inputs, scale, g32, s, h, step.astype(dtype),
+                                            jnp.asarray(lr, dtype), backend="jax")
             out.append(delta.astype(g.dtype))
             new_slots.append(new_s)
             new_history.append(new_h)

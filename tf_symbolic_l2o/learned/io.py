@@ -109,10 +109,21 @@ def _read_npz(l2o: CoordinatewiseLSTM, path: Path) -> None:
             arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"cannot read learned-optimizer weights {path} ({e})") from None
-    expected = [tuple(w.shape) for w in l2o.weights]
-    if [a.shape for a in arrays] != expected:
-        raise ValueError(f"{path} holds weights of shapes {[a.shape for a in arrays]}, the optimizer described in "
-                         f"l2o.json needs {expected}")
-    if not all(np.all(np.isfinite(a)) for a in arrays):
-        raise ValueError(f"{path} holds non-finite weights")
+    set_checked_weights(l2o, arrays, str(path))
+
+
+def set_checked_weights(l2o: CoordinatewiseLSTM, arrays, source: str) -> None:
+    """Set ``l2o``'s weights to ``arrays`` (in ``l2o.weights`` order, as float32) after checking that they are
+    numeric, of the layer's shapes and finite; otherwise a one-line ``ValueError`` naming ``source``."""
+    expected = [tuple(v.shape) for v in l2o.weights]
+    try:
+        arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} holds a weight that is not a numeric array") from None
+    shapes = [a.shape for a in arrays]
+    if shapes != expected:
+        raise ValueError(f"{source} holds weights of shapes {shapes}, the learned optimizer needs {expected}")
+    bad = [v.path for v, a in zip(l2o.weights, arrays) if not np.all(np.isfinite(a))]
+    if bad:
+        raise ValueError(f"{source} holds non-finite weights ({', '.join(bad)})")
     l2o.set_weights(arrays)

@@ -30,15 +30,10 @@ from typing import Sequence
 
 import keras
 
-from tf_symbolic_l2o.features import FeatureSet, array_ops
+from tf_symbolic_l2o.features import FeatureSet, array_ops, keras_array_backend
 
 INPUT_TRANSFORMS = ("none", "log_and_sign")
 OUTPUT_ACTIVATIONS = ("linear", "tanh")
-
-
-def _backend() -> str:
-    """The array backend of :func:`~tf_symbolic_l2o.features.array_ops` for Keras' current backend."""
-    return "tensorflow" if keras.backend.backend() == "tensorflow" else "keras"
 
 
 def log_and_sign(g, k: float = 5.0, backend: str = "tensorflow"):
@@ -138,7 +133,7 @@ class CoordinatewiseLSTM(keras.layers.Layer):
     # -- the CoordinateOptimizer protocol ---------------------------------------------------------------
     def init_state(self, num_coords):
         """``(feature_state, ((h, c) per LSTM layer))``, all zeros; ``h``, ``c`` are ``[n, state_units[i]]``."""
-        backend = _backend()
+        backend = keras_array_backend()
         zeros = array_ops(backend).zeros
         lstm = tuple((zeros([num_coords, u]), zeros([num_coords, u])) for u in self.state_units)
         return self.feature_set.init_state([num_coords], backend=backend), lstm
@@ -169,7 +164,7 @@ class CoordinatewiseLSTM(keras.layers.Layer):
     def forward(self, grad, state, step):
         """One step: ``(raw_output [n], features [n, F], new_state)``."""
         feat_state, lstm_state = state
-        backend = _backend()
+        backend = keras_array_backend()
         feats, feat_state = self.feature_set.update(feat_state, grad, step, backend)
         x, x_neg = self._inputs(grad, feats, backend)
         if not self.odd:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 
 from tf_symbolic_l2o._lazy import LazyModule
-from tf_symbolic_l2o.features import array_ops, keep_where  # noqa: F401 - keep_where: shared with the LSTM optimizer
+from tf_symbolic_l2o.features import array_ops
 
 tf = LazyModule("tensorflow")
 
@@ -34,10 +34,6 @@ BASE_ARGS_DOC = """weight_decay: Float. If set, decoupled weight decay ``θ ← 
             ``apply`` calls and the update is made once per group; the rule then sees the number of *updates*
             (1, 2, …) as its step ``t``, not the number of ``apply`` calls.
         name: String. The name of the optimizer's variables' name scope."""
-
-
-def is_tensorflow_backend() -> bool:
-    return keras.backend.backend() == "tensorflow"
 
 
 def compute_dtype(dtype) -> str:

@@ -8,12 +8,11 @@ from typing import Mapping
 import keras
 import numpy as np
 
-from tf_symbolic_l2o.features import array_ops
-from tf_symbolic_l2o.learned.io import load_l2o
+from tf_symbolic_l2o.features import array_ops, keep_where, keras_array_backend
+from tf_symbolic_l2o.learned.io import load_l2o, set_checked_weights
 from tf_symbolic_l2o.learned.lstm import CoordinatewiseLSTM
 from tf_symbolic_l2o.learned.registry import l2o_from_config
-from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, all_finite, dense_gradient,
-                                                is_tensorflow_backend, keep_where)
+from tf_symbolic_l2o.optimizers._common import BASE_ARGS_DOC, add_slot, all_finite, dense_gradient
 
 
 def _l2o_from_dict(d: Mapping) -> CoordinatewiseLSTM:
@@ -30,22 +29,9 @@ def _l2o_from_dict(d: Mapping) -> CoordinatewiseLSTM:
     except (KeyError, TypeError) as e:
         raise ValueError(f"l2o 'config' does not describe a learned optimizer ({e})") from None
     weights = d["weights"]
-    expected = l2o.weights
-    if not isinstance(weights, (list, tuple)) or len(weights) != len(expected):
-        raise ValueError(f"the learned optimizer has {len(expected)} weight tensors, the dict gives "
-                         f"{len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__}")
-    arrays = []
-    for w, var in zip(weights, expected):
-        try:
-            a = np.asarray(w, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(f"weight {var.path!r} is not a numeric array") from None
-        if a.shape != tuple(var.shape):
-            raise ValueError(f"weight {var.path!r} has shape {tuple(var.shape)}, the dict gives {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"weight {var.path!r} has non-finite values")
-        arrays.append(a)
-    l2o.set_weights(arrays)
+    if not isinstance(weights, (list, tuple)):
+        raise ValueError(f"l2o 'weights' must be a list of arrays, got {type(weights).__name__}")
+    set_checked_weights(l2o, weights, "the l2o dict")
     return l2o
 
 
@@ -183,7 +169,7 @@ class LearnedOptimizer(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
-        backend = "tensorflow" if is_tensorflow_backend() else "keras"
+        backend = keras_array_backend()
         o = array_ops(backend)
         index = self._get_variable_index(variable)
         var_dtype = keras.backend.standardize_dtype(variable.dtype)

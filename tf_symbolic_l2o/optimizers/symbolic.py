@@ -6,8 +6,8 @@ from __future__ import annotations
 import keras
 
 from tf_symbolic_l2o._lazy import LazyModule
-from tf_symbolic_l2o.optimizers._common import (BASE_ARGS_DOC, add_slot, compute_dtype, dense_gradient,
-                                                is_tensorflow_backend)
+from tf_symbolic_l2o.features import keras_array_backend
+from tf_symbolic_l2o.optimizers._common import BASE_ARGS_DOC, add_slot, compute_dtype, dense_gradient
 from tf_symbolic_l2o.rules.rule import as_rule
 from tf_symbolic_l2o.rules.step import rule_step
 
@@ -118,7 +118,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         self._num_features = self._feature_set.num_features
         self._output_scale = float(rule.output_scale)
         self.fused = fused
-        self._backend = "tensorflow" if is_tensorflow_backend() else "keras"
+        self._backend = keras_array_backend()
         if self._backend == "tensorflow":
             self._rule_fn = rule.tf_fn()
             # XLA fuses the ~30 elementwise ops of a step, reads and writes of the state included, into one loop
@@ -227,8 +227,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
 
     def _math(self, g, old_state, old_history, step, lr):
         """The elementwise part of the step (:func:`~tf_symbolic_l2o.rules.step.rule_step`)."""
-        return rule_step(self._feature_set, self._rule_fn, self._output_scale, g, old_state, old_history, step, lr,
-                         self._backend, input_names=self.rule.inputs)
+        return rule_step(self._feature_set, self._rule_fn, self.rule.inputs, self._output_scale, g, old_state,
+                         old_history, step, lr, self._backend)
 
     def get_config(self):
         config = super().get_config()

@@ -16,29 +16,17 @@ from tf_symbolic_l2o.rules.rule import Rule
 tf = LazyModule("tensorflow")
 
 
-def lag_window(features: tf.Tensor, history: tf.Tensor, backend: str = "tensorflow") -> tuple[tf.Tensor, tf.Tensor]:
-    """The rule's input and the next history, for features of any shape.
+def lag_window(features: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The rule's input and the next history, for features of any shape (TensorFlow).
 
     Args:
         features: this step's features, ``[*shape, F]``.
         history: the previous ``memlen − 1`` steps' features, ``[memlen − 1, *shape, F]``, most recent first.
-        backend: ``"tensorflow"``, ``"keras"`` for ``keras.ops`` on any Keras backend or ``"jax"`` for
-            ``jax.numpy`` (static shapes for both).
 
     Returns:
         ``x`` of shape ``[*shape, memlen·F]`` in the rules' lag-major input order (``[f0_0, f1_0, …, f0_1, …]``),
         and the window without its oldest step (the next ``history``).
     """
-    if backend in ("keras", "jax"):
-        if backend == "keras":
-            from keras import ops
-        else:
-            import jax.numpy as ops
-
-        window = ops.concatenate([features[None], history], axis=0)
-        rank = len(features.shape) - 1
-        x = ops.transpose(window, list(range(1, rank + 1)) + [0, rank + 1])
-        return ops.reshape(x, (*features.shape[:-1], -1)), window[:-1]
     window = tf.concat([features[None], history], axis=0)  # [memlen, *shape, F], lag 0 first
     rank = features.shape.rank - 1
     x = tf.transpose(window, list(range(1, rank + 1)) + [0, rank + 1])  # [*shape, memlen, F]

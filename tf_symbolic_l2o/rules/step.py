@@ -8,12 +8,11 @@ from typing import Callable, Mapping, Sequence
 
 from tf_symbolic_l2o._lazy import not_converted_by_autograph
 from tf_symbolic_l2o.features import FeatureSet, array_ops, keep_where
-from tf_symbolic_l2o.rules.coordinate import lag_window
 
 
 @not_converted_by_autograph  # its Python control flow is on static values only
-def rule_step(feature_set: FeatureSet, rule_fn: Callable, output_scale: float, g, old_state: Mapping, old_history,
-              step, lr, backend: str = "tensorflow", input_names: Sequence[str] | None = None):
+def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[str], output_scale: float, g,
+              old_state: Mapping, old_history, step, lr, backend: str = "tensorflow"):
     """The elementwise part of a step, a pure function: ``(new_state, new_history, delta)``; the caller adds
     ``delta`` to the parameters.
 
@@ -26,17 +25,14 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, output_scale: float, g
 
     Args:
         feature_set: the rule's features; ``old_state`` holds its ``state_names()``.
-        rule_fn: the rule (``Rule.tf_fn()`` or ``Rule.keras_fn(backend)``): on ``[..., memlen·F]`` inputs, or on a
-            dict of its inputs when ``input_names`` is given.
+        rule_fn: the rule on a dict of its inputs (``Rule.tf_fn()`` or ``Rule.keras_fn(backend)``).
+        input_names: the rule's inputs (``Rule.inputs``, lag-major: ``[f0_0, f1_0, …, f0_1, …]``). Each is read
+            straight from this step's features or the history (a view per input, no copy of the whole window).
         output_scale: the rule's output scale.
         g: the gradient (dense), in the state's dtype.
         old_history: ``[memlen − 1, *g.shape, F]`` or ``None`` (``memlen == 1``).
         step: the 1-based step, ``lr`` the multiplier on the rule's step (both in ``g``'s dtype).
         backend: ``"tensorflow"``, ``"keras"`` or ``"jax"`` (:func:`~tf_symbolic_l2o.features.array_ops`).
-        input_names: the rule's inputs (``Rule.inputs``, lag-major: ``[f0_0, f1_0, …, f0_1, …]``). Given, the rule
-            reads each lagged input straight from this step's features or the history (a view per input); else
-            from the ``[..., memlen·F]`` window built by :func:`~tf_symbolic_l2o.rules.coordinate.lag_window`
-            (a transposed copy of the whole history; XLA fuses it away, eager PyTorch pays for it).
     """
     o, fs = array_ops(backend), feature_set
     ok = fs.inputs_finite(g, backend)
@@ -44,21 +40,16 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, output_scale: float, g
     state = {name: keep_where(o.logical_and(ok, o.isfinite(new_state[name])), new_state[name], old_state[name],
                               backend=backend) for name in old_state}
     feats = fs.features(state, g, step, backend)
-    if old_history is None:
-        x, shifted = feats, None
-    elif input_names is None:
-        x, shifted = lag_window(feats, old_history, backend=backend)
-    else:
-        num = feats.shape[-1]
-        if len(input_names) != (old_history.shape[0] + 1) * num:
-            raise ValueError(f"the rule has {len(input_names)} inputs, its features and history give "
-                             f"{(old_history.shape[0] + 1) * num}")
-        x = {name: feats[..., i] if i < num else old_history[i // num - 1, ..., i % num]
-             for i, name in enumerate(input_names)}
-        shifted = o.concatenate([feats[None], old_history[:-1]], axis=0)
+    num, memlen = feats.shape[-1], 1 if old_history is None else old_history.shape[0] + 1
+    if len(input_names) != memlen * num:
+        raise ValueError(f"the rule has {len(input_names)} inputs, its features and history give {memlen * num}")
+    x = {name: feats[..., i] if i < num else old_history[i // num - 1, ..., i % num]
+         for i, name in enumerate(input_names)}
     delta = lr * o.constant(output_scale, o.dtype(g)) * rule_fn(x)
     new_history = None
     if old_history is not None:
+        shifted = o.concatenate([feats[None], old_history[:-1]], axis=0)
+
         def guarded():
             return keep_where(ok[None], shifted, old_history, event_dims=1, backend=backend)
 

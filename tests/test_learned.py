@@ -11,7 +11,7 @@ from tf_symbolic_l2o.learned.registry import available_optimizers, make_l2o
 
 
 @pytest.mark.parametrize("name,n_in,lstm", [("dm", 2, (20, 20)), ("rp", 2, (20, 20)), ("rp_s", 2, (7,)),
-                                            ("rp_si", 3, (7,))])
+                                            ("rp_si", 4, (7,))])
 def test_forward_shapes(name, n_in, lstm):
     l2o = make_l2o(name)
     assert l2o.num_inputs == n_in

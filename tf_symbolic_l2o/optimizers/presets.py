@@ -11,7 +11,8 @@ class              default rule                                     made from
 ``SymbolicRP``     ``saved_models/symbolic_rp_family/rule.json``    ``saved_models/symbolic_rp`` (distilled from
                                                                     ``rp_s``: 16 lags of m̃, g̃; 128 B/param), its
                                                                     constants meta-tuned on the ``small`` family
-``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``        ``rp_si`` (8 lags of the p = 2, 2.5, 3 inputs)
+``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``        ``rp_si`` (12 lags of m̃, g̃, mp25, mp3;
+                                                                    192 B/param)
 ``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``           ``dm`` (lags of g, its momenta, m̃, g̃)
 =================  ===============================================  ==============================================
 
@@ -60,7 +61,7 @@ class SymbolicRP(_Preset):
 
 @keras.saving.register_keras_serializable(package="tfl2o")
 class SymbolicRPsi(_Preset):
-    """The symbolic RNNprop-si rule (p = 2, 2.5, 3 normalised momenta) distilled by this project."""
+    """The symbolic RNNprop-si rule (lags of m̃, g̃ and the p = 2.5, 3 normalised momenta) distilled by this project."""
 
     _default = "symbolic_rp_si"
 

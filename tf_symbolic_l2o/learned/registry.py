@@ -16,8 +16,8 @@ negated gradient sequence the negated steps, so the rules distilled from them ca
 
 RP_si is "RP_s with the magic inputs" m̂ / ((v̂ᵖ)^{1/p} + 1e-8), p = 2, 2.5, 3: the p = 2 input is m̃ (up to ε),
 so its inputs are m̃, g̃, mp25, mp3. The authors' code also offers the magic inputs alone (``features=
-"mp2+mp25+mp3"``); without g̃ that network trains to 1.6× tuned Adam's loss on the MNIST MLP (README, "Shipped
-optimizers").
+"mp2+mp25+mp3"``); without g̃ that network trains to 1.6× tuned Adam's loss on the MNIST MLP (README, "Distillation
+results").
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ def numpy_features(grads, b1=0.95, b2=0.95, eps=1e-12):
     T, n = grads.shape
     m = v = mom5 = mom9 = mom99 = np.zeros(n)
     vp = {2.0: np.zeros(n), 2.5: np.zeros(n), 3.0: np.zeros(n)}
+    ema = {(base, d): np.zeros(n) for base in ("mt", "gt") for d in (0.5, 0.9, 0.99)}
     out = {k: [] for k in FEATURE_NAMES}
     for i in range(T):
         g, t = grads[i], i + 1
@@ -25,12 +26,16 @@ def numpy_features(grads, b1=0.95, b2=0.95, eps=1e-12):
         for p, name in ((2.0, "mp2"), (2.5, "mp25"), (3.0, "mp3")):
             vp[p] = b2 * vp[p] + (1 - b2) * np.abs(g) ** p
             vals[name] = mhat / ((vp[p] / (1 - b2 ** t)) ** (1 / p) + 1e-8)
+        for (base, d), e in ema.items():  # EMAs of this step's m̃ and g̃
+            ema[base, d] = d * e + (1 - d) * vals[base]
+            vals[f"e{base}{str(d)[2:]}"] = ema[base, d]
         for k in FEATURE_NAMES:
             out[k].append(vals[k])
     return {k: np.array(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("spec", ["mt+gt", "mt+g+mom5+mom9+mom99", "mp2+mp25+mp3", "+".join(FEATURE_NAMES)])
+@pytest.mark.parametrize("spec", ["mt+gt", "mt+g+mom5+mom9+mom99", "mp2+mp25+mp3", "egt9", "emt99+g",
+                                  "mt+gt+emt5+emt9+egt5+egt9", "+".join(FEATURE_NAMES)])
 def test_features_match_numpy(spec):
     rng = np.random.default_rng(0)
     grads = rng.normal(size=(12, 7)) * np.logspace(-4, 0, 7)
@@ -52,6 +57,14 @@ def test_canonical_order_and_state_slots():
     assert fs.state_names() == ("m", "v", "mom9")
     assert FeatureSet("g").state_names() == ()
     assert FeatureSet("mp3").state_names() == ("m", "v_mp3")
+    assert FeatureSet("egt9+emt5").state_names() == ("m", "v", "emt5", "egt9")
+    assert FeatureSet("egt99").state_names() == ("v", "egt99")
+
+
+def test_ema_features_need_the_step():
+    fs = FeatureSet("mt+emt9")
+    with pytest.raises(ValueError, match="need the step"):
+        fs.advance(fs.init_state([2]), tf.constant([1.0, -1.0]))
 
 
 def test_first_step_values_by_hand():
@@ -80,7 +93,7 @@ def test_inputs_finite_is_where_advancing_keeps_the_state_finite(spec):
     if spec == "g":
         np.testing.assert_array_equal(got, np.isfinite(g))  # no state: only g itself
     state = {k: tf.fill([g.size], np.float32(1e30)) for k in names}
-    new = fs.advance(state, tf.where(tf.constant(got), tf.constant(g), 0.0))
+    new = fs.advance(state, tf.where(tf.constant(got), tf.constant(g), 0.0), step=5)
     for k in names:
         assert np.all(np.isfinite(new[k].numpy()[got])), k
 

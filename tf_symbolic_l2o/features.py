@@ -18,7 +18,12 @@ name                  definition
 ``mhat``              m̂
 ``s``                 s = √v̂ + ε
 ``mp2/mp25/mp3``      RNNprop-si "magic" inputs m̂ / ((v̂ᵖ)^{1/p} + 1e-8), vᵖ = β2·vᵖ + (1−β2)·|g|ᵖ, p = 2, 2.5, 3
+``emt5/emt9/emt99``   EMAs of m̃ with decay 0.5 / 0.9 / 0.99: e = d·e + (1−d)·m̃ₜ (m̃ₜ of this step)
+``egt5/egt9/egt99``   EMAs of g̃ with decay 0.5 / 0.9 / 0.99
 ====================  ===========================================================================================
+
+The EMAs of m̃ and g̃ summarise their past in one slot each, where a lag history keeps ``memlen − 1`` copies of every
+feature and shifts them every step: a rule on ``mt+gt+emt5+emt9+egt5+egt9`` at ``memlen`` 1 reads no history.
 
 Column order is canonical (the order of :data:`FEATURE_NAMES`), whatever order a feature string lists them in,
 so ``"gt+mt"`` and ``"mt+gt"`` are the same feature set with columns ``[mt, gt]``.
@@ -39,7 +44,7 @@ from tf_symbolic_l2o._lazy import LazyModule
 tf = LazyModule("tensorflow")
 
 FEATURE_NAMES: tuple[str, ...] = ("mt", "gt", "g", "mom5", "mom9", "mom99", "t", "m", "mhat", "s",
-                                  "mp2", "mp25", "mp3")
+                                  "mp2", "mp25", "mp3", "emt5", "emt9", "emt99", "egt5", "egt9", "egt99")
 FEATURE_DESCRIPTIONS: dict[str, str] = {
     "mt": "m̂/s, the Adam direction (RNNprop input m̃)",
     "gt": "g/s, the normalised gradient (RNNprop input g̃)",
@@ -54,11 +59,16 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "mp2": "m̂ / ((v̂²)^(1/2) + 1e-8)",
     "mp25": "m̂ / ((v̂^2.5)^(1/2.5) + 1e-8)",
     "mp3": "m̂ / ((v̂³)^(1/3) + 1e-8)",
+    **{f"e{base}{tag}": f"EMA of {base}, decay {d}" for base in ("mt", "gt")
+       for tag, d in (("5", 0.5), ("9", 0.9), ("99", 0.99))},
 }
 EVEN_FEATURES: frozenset[str] = frozenset({"t", "s"})
 """Features that do not change when the whole gradient sequence is negated; every other feature is odd: it is
-negated with the gradients (m, the momenta, m̂, m̃, g̃, the magic inputs; v and vᵖ see only |g|)."""
+negated with the gradients (m, the momenta, m̂, m̃, g̃ and their EMAs, the magic inputs; v and vᵖ see only |g|)."""
 _MOM_DECAY = {"mom5": 0.5, "mom9": 0.9, "mom99": 0.99}
+#: EMA features of the normalised inputs: name → (the feature averaged, decay).
+_FEATURE_EMA = {f"e{base}{tag}": (base, d) for base in ("mt", "gt") for tag, d in (("5", 0.5), ("9", 0.9),
+                                                                                   ("99", 0.99))}
 _MAGIC_P = {"mp2": 2.0, "mp25": 2.5, "mp3": 3.0}
 MAGIC_EPS = 1e-8
 
@@ -199,7 +209,9 @@ class FeatureSet:
                 need.add(n)
             elif n in _MAGIC_P:
                 need |= {"m", f"v_{n}"}
-        order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3")
+            elif n in _FEATURE_EMA:
+                need |= {"m", "v", n} if _FEATURE_EMA[n][0] == "mt" else {"v", n}
+        order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3", *_FEATURE_EMA)
         return tuple(s for s in order if s in need)
 
     def init_state(self, shape, dtype="float32", backend: str = "tensorflow") -> dict[str, tf.Tensor]:
@@ -215,7 +227,7 @@ class FeatureSet:
         Returns:
             ``(features, new_state)``; ``features`` has shape ``g.shape + [num_features]``.
         """
-        new = self.advance(state, g, backend)
+        new = self.advance(state, g, backend, step)
         return self.features(new, g, step, backend), new
 
     def inputs_finite(self, g: tf.Tensor, backend: str = "tensorflow") -> tf.Tensor:
@@ -232,8 +244,9 @@ class FeatureSet:
                 ok = o.logical_and(ok, o.isfinite(o.pow(o.abs(g), p)))
         return ok
 
-    def advance(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, backend: str = "tensorflow") -> dict:
-        """The state after gradient ``g`` (the first half of :meth:`update`)."""
+    def advance(self, state: Mapping[str, tf.Tensor], g: tf.Tensor, backend: str = "tensorflow", step=None) -> dict:
+        """The state after gradient ``g`` at step ``step`` (the first half of :meth:`update`; ``step`` is needed only
+        by the EMAs of m̃ and g̃, which average this step's bias-corrected values)."""
         o = array_ops(backend)
         dtype = o.dtype(g)
         b1, b2 = o.constant(self.beta1, dtype), o.constant(self.beta2, dtype)
@@ -249,11 +262,21 @@ class FeatureSet:
             key = f"v_{name}"
             if key in state:
                 new[key] = b2 * state[key] + (1.0 - b2) * o.pow(o.abs(g), p)
+        emas = [n for n in _FEATURE_EMA if n in state]
+        if emas:
+            if step is None:
+                raise ValueError(f"the EMA features {emas} need the step: call advance(state, g, backend, step)")
+            bases = tuple(b for b in ("mt", "gt") if any(_FEATURE_EMA[n][0] == b for n in emas))
+            current = self.features(new, g, step, backend, names=bases)
+            for name in emas:
+                base, d = _FEATURE_EMA[name]
+                new[name] = d * state[name] + (1.0 - d) * current[..., bases.index(base)]
         return new
 
-    def features(self, new: Mapping[str, tf.Tensor], g: tf.Tensor, step, backend: str = "tensorflow") -> tf.Tensor:
+    def features(self, new: Mapping[str, tf.Tensor], g: tf.Tensor, step, backend: str = "tensorflow",
+                 names: tuple[str, ...] | None = None) -> tf.Tensor:
         """The features of step ``step`` from the state ``new`` already advanced with ``g`` (the second half of
-        :meth:`update`), shape ``g.shape + [num_features]``."""
+        :meth:`update`), shape ``g.shape + [num_features]`` (``names``: only these features, in that order)."""
         o = array_ops(backend)
         dtype = o.dtype(g)
         t = o.cast(step, dtype)
@@ -271,14 +294,14 @@ class FeatureSet:
             return cache["s"]
 
         cols = []
-        for n in self.names:
+        for n in self.names if names is None else names:
             if n == "mt":
                 cols.append(mhat() / s())
             elif n == "gt":
                 cols.append(g / s())
             elif n == "g":
                 cols.append(g)
-            elif n in _MOM_DECAY:
+            elif n in _MOM_DECAY or n in _FEATURE_EMA:
                 cols.append(new[n])
             elif n == "t":
                 cols.append(o.ones_like(g) * (t / 1000.0))

@@ -36,7 +36,7 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[
     """
     o, fs = array_ops(backend), feature_set
     ok = fs.inputs_finite(g, backend)
-    new_state = fs.advance(old_state, o.where(ok, g, o.zeros_like(g)), backend)
+    new_state = fs.advance(old_state, o.where(ok, g, o.zeros_like(g)), backend, step)
     state = {name: keep_where(o.logical_and(ok, o.isfinite(new_state[name])), new_state[name], old_state[name],
                               backend=backend) for name in old_state}
     feats = fs.features(state, g, step, backend)

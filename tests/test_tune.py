@@ -139,6 +139,7 @@ def test_tuning_improves_a_rule_and_writes_the_tuned_rule(tmp_path):
     assert "c0" in metrics.columns and metrics["c0"].iloc[-1] < -0.02
     tuned = load_tuned_rule(run)
     assert tuned.metadata["tuned"]["initial_constants"] == [-0.01]
+    assert tuned.metadata["source"] == "tfl2o tune"
     assert tuned.constants[0] == pytest.approx(summary["constants"]["c0"], rel=1e-6)
     # the tuned rule optimizes the quadratic better than the untuned one, over 3 seeds
     from tf_symbolic_l2o.meta.evaluate import Evaluator
@@ -152,6 +153,23 @@ def test_tuning_improves_a_rule_and_writes_the_tuned_rule(tmp_path):
     var = tf.Variable([1.0, -2.0])
     SymbolicOptimizer(tuned).apply_gradients([(tf.constant([1.0, -1.0]), var)])
     assert np.all(np.isfinite(var.numpy()))
+
+
+def test_a_tuned_rule_keeps_its_form_and_files_the_starts_measurements_apart():
+    """A distilled start's R² (to its teacher) must not read as the tuned rule's: it moves under distilled_start;
+    ψ's ties, names and family stay, since tuning changes values, not form."""
+    from tf_symbolic_l2o.tune.tuner import tuned_metadata
+
+    distilled = {"source": "distill", "r2_test": 0.98, "odd": True, "dataset": {"path": "d.npy"}}
+    meta = tuned_metadata(distilled, {"seed": 0})
+    assert meta == {"odd": True, "source": "tfl2o tune", "tuned": {"seed": 0},
+                    "distilled_start": {"source": "distill", "r2_test": 0.98, "dataset": {"path": "d.npy"}}}
+    psi = {"family": "psi", "tied_constants": [0, 1, 1], "parameter_names": ["W", "gamma"], "note": "x"}
+    meta = tuned_metadata(psi, {"seed": 1})
+    assert {k: meta[k] for k in ("family", "tied_constants", "parameter_names")} == \
+        {"family": "psi", "tied_constants": [0, 1, 1], "parameter_names": ["W", "gamma"]}
+    assert meta["start_metadata"] == {"note": "x"} and "r2_test" not in meta
+    assert tuned_metadata({}, {"seed": 2}) == {"source": "tfl2o tune", "tuned": {"seed": 2}}
 
 
 def test_tune_resume_is_exact(tmp_path):

@@ -9,12 +9,13 @@ Tuned baselines (learning rate from a grid), built by :func:`tf_symbolic_l2o.fun
 
 Untuned learned / symbolic optimizers from ``saved_models/``: ``rp_mnist_mlp`` (the meta-trained RNNprop LSTM,
 :func:`~tf_symbolic_l2o.learned.io.load_l2o`) and the rules ``symbolic_rp``, ``symbolic_rp_small``,
-``symbolic_psi_tuned``, ``symbolic_rp_si``, ``symbolic_dm`` and ``symbolic_rp_family`` (``SymbolicRP()``'s
-default: ``symbolic_rp`` meta-tuned on a task family)
+``symbolic_psi_tuned``, ``symbolic_rp_si``, ``symbolic_dm``, ``symbolic_rp_family`` (``symbolic_rp`` meta-tuned on
+a task family), ``symbolic_rp_ema`` (an RP rule on EMAs instead of lags) and ``symbolic_rp_ema_family``
+(``SymbolicRP()``'s default: ``symbolic_rp_ema`` meta-tuned on a task family)
 (:class:`~tf_symbolic_l2o.rules.coordinate.RuleOptimizer`). The rules of the Keras presets are labelled as the
 presets are called (``SymbolicRP()``, ``SymbolicRPsi()``, ``SymbolicDM()``), and each has a tuned twin,
-``<rule>+lr`` (e.g. ``symbolic_rp_family+lr``): the same rule with a learning-rate multiplier on its step, tuned on the
-grid :data:`PRESET_LR_GRID` like the baselines' learning rates, and counted as tuned.
+``<rule>+lr`` (e.g. ``symbolic_rp_ema_family+lr``): the same rule with a learning-rate multiplier on its step, tuned
+on the grid :data:`PRESET_LR_GRID` like the baselines' learning rates, and counted as tuned.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ __all__ = ["AdamW", "LABELS", "LEARNED", "Lion", "PRESETS", "PRESET_LR_GRID", "R
 
 TUNED = ("adam", "adamw", "momentum", "rmsprop", "lion")
 LEARNED = ("rp_mnist_mlp",)
-RULES = ("symbolic_rp_family", "symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si",
-         "symbolic_dm")
+RULES = ("symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp", "symbolic_rp_small",
+         "symbolic_psi_tuned", "symbolic_rp_si", "symbolic_dm")
 #: The rules behind the Keras presets, labelled as the presets are called.
-PRESETS = {"symbolic_rp_family": "SymbolicRP()", "symbolic_rp_si": "SymbolicRPsi()", "symbolic_dm": "SymbolicDM()"}
+PRESETS = {"symbolic_rp_ema_family": "SymbolicRP()", "symbolic_rp_si": "SymbolicRPsi()", "symbolic_dm": "SymbolicDM()"}
 #: Each preset's rule with a tuned learning-rate multiplier.
 TUNED_PRESETS = tuple(f"{rule}+lr" for rule in PRESETS)
 #: Multipliers tried for a preset's step: the baselines' log grid (steps of ≈ √10), centred on the native step.
@@ -49,7 +50,8 @@ PRESET_LR_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 LABELS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD+momentum", "rmsprop": "RMSprop", "lion": "Lion",
           "rp_mnist_mlp": "RNNprop (learned)", "symbolic_psi_tuned": "symbolic ψ tuned",
           "symbolic_rp": "symbolic RP (distilled, untuned)",
-          "symbolic_rp_small": "symbolic RP (8 B/param)", **PRESETS,
+          "symbolic_rp_small": "symbolic RP (8 B/param)", "symbolic_rp_ema": "symbolic RP, EMAs (distilled, untuned)",
+          "symbolic_rp_family": "symbolic RP, 16 lags (family-tuned)", **PRESETS,
           **{f"{rule}+lr": f"{label[:-2]}(learning_rate tuned)" for rule, label in PRESETS.items()}}
 
 

@@ -5,22 +5,25 @@ Each default rule was produced by this project's own pipeline (``tfl2o train`` �
 the commands, seeds and measured figures (R², closed-loop loss, validation). Pass ``rule=`` to use another rule with
 the same class name in configs.
 
-=================  ===============================================  ==============================================
-class              default rule                                     made from
-=================  ===============================================  ==============================================
-``SymbolicRP``     ``saved_models/symbolic_rp_family/rule.json``    ``saved_models/symbolic_rp`` (distilled from
-                                                                    ``rp_s``: 16 lags of m̃, g̃; 128 B/param), its
-                                                                    constants meta-tuned on the ``small`` family
-``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``        ``rp_si`` (12 lags of m̃, g̃, mp25, mp3;
-                                                                    192 B/param)
-``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``           ``dm`` (lags of g, its momenta, m̃, g̃)
-=================  ===============================================  ==============================================
+=================  ==================================================  ===========================================
+class              default rule                                        made from
+=================  ==================================================  ===========================================
+``SymbolicRP``     ``saved_models/symbolic_rp_ema_family/rule.json``   ``saved_models/symbolic_rp_ema`` (distilled
+                                                                       from ``rp_s``: m̃, g̃ and EMAs of m̃, g̃ with
+                                                                       decays 0.5, 0.9; 24 B/param, no lag
+                                                                       history), its constants meta-tuned on the
+                                                                       ``small`` family
+``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``           ``rp_si`` (12 lags of m̃, g̃, mp25, mp3;
+                                                                       192 B/param)
+``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``              ``dm`` (lags of g, its momenta, m̃, g̃)
+=================  ==================================================  ===========================================
 
 Every default rule is odd in the gradient by construction (distilled by ``tfl2o distill``'s default, odd search,
 from odd LSTM teachers) and passes :func:`~tf_symbolic_l2o.invariants.check_invariants`: no step at zero gradient,
-opposite steps for opposite gradients, descent on the sanity quadratics. ``SymbolicRP`` keeps 15 lags of two
-features per parameter; ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` is the 8 B/param
-variant (Adam's two slots), less faithful to its teacher.
+opposite steps for opposite gradients, descent on the sanity quadratics. ``SymbolicRP`` keeps six slots per
+parameter (m, v and four EMAs); ``SymbolicOptimizer("saved_models/symbolic_rp_family/rule.json")`` is the previous
+default, the 16-lag rule (128 B/param), and ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` the
+8 B/param variant (Adam's two slots), less faithful to its teacher.
 
 The default learning rate is 1.0: the rule's native step (Δθ = 0.01·f(features)).
 """
@@ -56,7 +59,7 @@ class SymbolicRP(_Preset):
     docstring); Keras arguments as :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default
     1.0)."""
 
-    _default = "symbolic_rp_family"
+    _default = "symbolic_rp_ema_family"
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")

@@ -164,10 +164,11 @@ def test_a_tuned_rule_keeps_its_form_and_files_the_starts_measurements_apart():
     meta = tuned_metadata(distilled, {"seed": 0})
     assert meta == {"odd": True, "source": "tfl2o tune", "tuned": {"seed": 0},
                     "distilled_start": {"source": "distill", "r2_test": 0.98, "dataset": {"path": "d.npy"}}}
-    psi = {"family": "psi", "tied_constants": [0, 1, 1], "parameter_names": ["W", "gamma"], "note": "x"}
+    psi = {"family": "psi", "tied_constants": [0, 1, 1], "parameter_names": ["W", "gamma"], "description": "ψ",
+           "note": "x"}
     meta = tuned_metadata(psi, {"seed": 1})
-    assert {k: meta[k] for k in ("family", "tied_constants", "parameter_names")} == \
-        {"family": "psi", "tied_constants": [0, 1, 1], "parameter_names": ["W", "gamma"]}
+    assert {k: meta[k] for k in ("family", "tied_constants", "parameter_names", "description")} == \
+        {"family": "psi", "tied_constants": [0, 1, 1], "parameter_names": ["W", "gamma"], "description": "ψ"}
     assert meta["start_metadata"] == {"note": "x"} and "r2_test" not in meta
     assert tuned_metadata({}, {"seed": 2}) == {"source": "tfl2o tune", "tuned": {"seed": 2}}
 

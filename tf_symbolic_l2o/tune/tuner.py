@@ -135,9 +135,9 @@ class RuleLearner(MetaLearner):
         summary["constants"] = self.epoch_metrics(learned)
 
 
-#: Metadata that describes a rule's form, so it holds for the tuned rule too (ties and names of ψ's constants,
+#: Metadata that describes a rule's form, so it holds for the tuned rule too (ψ's description, ties and names,
 #: its family, oddness); everything else (a distillation's R², MSE, invariants, dataset) was measured on the start.
-FORM_KEYS = (TIE_KEY, NAMES_KEY, "family", "odd")
+FORM_KEYS = (TIE_KEY, NAMES_KEY, "family", "description", "odd")
 
 
 def tuned_metadata(start: dict, tuned: dict) -> dict:

@@ -158,7 +158,7 @@ def test_tuning_improves_a_rule_and_writes_the_tuned_rule(tmp_path):
 def test_a_tuned_rule_keeps_its_form_and_files_the_starts_measurements_apart():
     """A distilled start's R² (to its teacher) must not read as the tuned rule's: it moves under distilled_start;
     ψ's ties, names and family stay, since tuning changes values, not form."""
-    from tf_symbolic_l2o.tune.tuner import tuned_metadata
+    from tf_symbolic_l2o.tune.tunable import tuned_metadata
 
     distilled = {"source": "distill", "r2_test": 0.98, "odd": True, "dataset": {"path": "d.npy"}}
     meta = tuned_metadata(distilled, {"seed": 0})

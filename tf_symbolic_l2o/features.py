@@ -45,6 +45,9 @@ tf = LazyModule("tensorflow")
 
 FEATURE_NAMES: tuple[str, ...] = ("mt", "gt", "g", "mom5", "mom9", "mom99", "t", "m", "mhat", "s",
                                   "mp2", "mp25", "mp3", "emt5", "emt9", "emt99", "egt5", "egt9", "egt99")
+#: EMA features of the normalised inputs: name → (the feature averaged, decay).
+_FEATURE_EMA = {f"e{base}{tag}": (base, d) for base in ("mt", "gt") for tag, d in (("5", 0.5), ("9", 0.9),
+                                                                                   ("99", 0.99))}
 FEATURE_DESCRIPTIONS: dict[str, str] = {
     "mt": "m̂/s, the Adam direction (RNNprop input m̃)",
     "gt": "g/s, the normalised gradient (RNNprop input g̃)",
@@ -59,16 +62,12 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "mp2": "m̂ / ((v̂²)^(1/2) + 1e-8)",
     "mp25": "m̂ / ((v̂^2.5)^(1/2.5) + 1e-8)",
     "mp3": "m̂ / ((v̂³)^(1/3) + 1e-8)",
-    **{f"e{base}{tag}": f"EMA of {base}, decay {d}" for base in ("mt", "gt")
-       for tag, d in (("5", 0.5), ("9", 0.9), ("99", 0.99))},
+    **{name: f"EMA of {base}, decay {d}" for name, (base, d) in _FEATURE_EMA.items()},
 }
 EVEN_FEATURES: frozenset[str] = frozenset({"t", "s"})
 """Features that do not change when the whole gradient sequence is negated; every other feature is odd: it is
 negated with the gradients (m, the momenta, m̂, m̃, g̃ and their EMAs, the magic inputs; v and vᵖ see only |g|)."""
 _MOM_DECAY = {"mom5": 0.5, "mom9": 0.9, "mom99": 0.99}
-#: EMA features of the normalised inputs: name → (the feature averaged, decay).
-_FEATURE_EMA = {f"e{base}{tag}": (base, d) for base in ("mt", "gt") for tag, d in (("5", 0.5), ("9", 0.9),
-                                                                                   ("99", 0.99))}
 _MAGIC_P = {"mp2": 2.0, "mp25": 2.5, "mp3": 3.0}
 MAGIC_EPS = 1e-8
 

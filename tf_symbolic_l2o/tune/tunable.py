@@ -142,10 +142,11 @@ class TunableRule(tf.Module):
         jac = tf.matmul(tf.stack(d_const, axis=1), self._selection)  # [n, K] @ [K, P]
         return self.output_scale * raw, self.output_scale * jac, state
 
-    def tuned_rule(self, **metadata) -> Rule:
-        """The rule with the current parameter values, in the canonical format (``metadata`` is merged in)."""
+    def tuned_rule(self, tuned: dict | None = None) -> Rule:
+        """The rule with the current parameter values, in the canonical format; its metadata is
+        :func:`tuned_metadata` of the start's and the ``tuned`` record (how it was tuned)."""
         values = self.values()[self.tie.numpy()].tolist()
-        return self.rule.with_constants(values).replace(metadata={**self.rule.metadata, **metadata})
+        return self.rule.with_constants(values).replace(metadata=tuned_metadata(self.rule.metadata, tuned or {}))
 
 
 def psi_rule(features: str | Sequence[str] = "mt+gt", lags: int = 1, gamma: float = 1.0,
@@ -228,3 +229,19 @@ def resolve_rule(spec) -> Rule:
                              f"rule ({', '.join(shipped)})")
         return Rule.load(path)
     return as_rule(spec)
+
+
+#: Metadata that describes a rule's form, so it holds for the tuned rule too (ψ's description, ties and names,
+#: its family, oddness); everything else (a distillation's R², MSE, invariants, dataset) was measured on the start.
+FORM_KEYS = (TIE_KEY, NAMES_KEY, "family", "description", "odd")
+
+
+def tuned_metadata(start: dict, tuned: dict) -> dict:
+    """A tuned rule's metadata: the start's form keys, ``source``, the ``tuned`` record and the start's measurements
+    under ``distilled_start`` (a distilled start) or ``start_metadata``, so that no figure of the start (its R² to
+    the teacher above all) reads as the tuned rule's own."""
+    out = {k: start[k] for k in FORM_KEYS if k in start}
+    measured = {k: v for k, v in start.items() if k not in FORM_KEYS}
+    if measured:
+        out["distilled_start" if start.get("source") == "distill" else "start_metadata"] = measured
+    return {**out, "source": "tfl2o tune", "tuned": tuned}

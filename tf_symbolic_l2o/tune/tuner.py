@@ -29,7 +29,7 @@ from tf_symbolic_l2o.meta.learner import MetaLearner
 from tf_symbolic_l2o.meta.trainer import MetaTrainer
 from tf_symbolic_l2o.rules.rule import Rule
 from tf_symbolic_l2o.tasks.registry import normalize_task_spec, task_spec
-from tf_symbolic_l2o.tune.tunable import NAMES_KEY, TIE_KEY, TunableRule, check_tunable, resolve_rule
+from tf_symbolic_l2o.tune.tunable import TunableRule, check_tunable, resolve_rule
 
 META_OPTIMIZERS = ("sgd", "adam")
 #: The default optimizee: the paper's small CNN on the offline MNIST subset at 32×32×3.
@@ -125,30 +125,13 @@ class RuleLearner(MetaLearner):
 
     def export(self, learned: TunableRule, config: TuneConfig, run_dir: Path, summary: dict) -> None:
         start = config.start_rule
-        tuned = learned.tuned_rule()
-        tuned = tuned.replace(metadata=tuned_metadata(start.metadata, {
+        tuned = learned.tuned_rule({
             "from": start.metadata.get("source") or start.infix, "initial_constants": start.constants,
             "task": config.task, "epochs": config.epochs, "epoch_len": config.horizons[-1], "unroll": config.unroll,
             "meta_optimizer": config.meta_optimizer, "meta_lr": config.meta_lr, "seed": config.seed,
-            "selected": summary["selected"], "best_val_loss": summary["best_val_loss"]}))
+            "selected": summary["selected"], "best_val_loss": summary["best_val_loss"]})
         tuned.save(Path(run_dir) / "rule.json")
         summary["constants"] = self.epoch_metrics(learned)
-
-
-#: Metadata that describes a rule's form, so it holds for the tuned rule too (ψ's description, ties and names,
-#: its family, oddness); everything else (a distillation's R², MSE, invariants, dataset) was measured on the start.
-FORM_KEYS = (TIE_KEY, NAMES_KEY, "family", "description", "odd")
-
-
-def tuned_metadata(start: dict, tuned: dict) -> dict:
-    """A tuned rule's metadata: the start's form keys, ``source``, the ``tuned`` record and the start's measurements
-    under ``distilled_start`` (a distilled start) or ``start_metadata``, so that no figure of the start (its R² to
-    the teacher above all) reads as the tuned rule's own."""
-    out = {k: start[k] for k in FORM_KEYS if k in start}
-    measured = {k: v for k, v in start.items() if k not in FORM_KEYS}
-    if measured:
-        out["distilled_start" if start.get("source") == "distill" else "start_metadata"] = measured
-    return {**out, "source": "tfl2o tune", "tuned": tuned}
 
 
 def MetaTuner(config: TuneConfig | None, run_dir: str | Path, **kwargs) -> MetaTrainer:  # noqa: N802 - API name

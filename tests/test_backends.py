@@ -47,6 +47,7 @@ def gradients(seed: int = 0) -> list[list[np.ndarray]]:
 # the three clippings, EMA with overwrites, gradient accumulation) and a JSON config round trip before the steps.
 CASES = {
     "SymbolicRP": {},
+    "SymbolicRP_unfused": {"fused": False},  # PyTorch: the eager keras.ops step instead of the compiled one
     "SymbolicRPsi": {},
     "SymbolicDM": {"weight_decay": 0.01, "clipnorm": 1.0},
     "SymbolicRP_lr": {"learning_rate": 0.5, "global_clipnorm": 2.0},
@@ -247,3 +248,41 @@ def test_optax_transformation_refuses_a_bad_learning_rate():
 
     with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
         symbolic_rule(SymbolicRP().rule, learning_rate=float("nan"))
+
+
+def test_torch_fused_step_falls_back_to_the_eager_step_and_runs_inside_a_compiled_train_step(tmp_path):
+    """On PyTorch, SymbolicRP()'s compiled step: where torch.compile fails (here: made to raise, as without a C++
+    compiler) a one-line RuntimeWarning says so and the eager step runs, with the weights of fused=False; and under
+    model.fit(jit_compile=True), where Keras compiles the whole train step, the optimizer's step is compiled with it
+    and trains the model."""
+    code = (
+        "import warnings, numpy as np, torch, keras\n"
+        "from tf_symbolic_l2o.optimizers import SymbolicRP\n"
+        "from _backend_models import small_model\n"
+        "def fail(*a, **k): raise RuntimeError('no C++ compiler here')\n"
+        "real_compile, torch.compile = torch.compile, fail\n"
+        "grads = [torch.full((3, 4), 0.3), torch.linspace(-1, 1, 5)]\n"
+        "out = {}\n"
+        "for fused in (True, False):\n"
+        "    vs = [keras.Variable(np.ones((3, 4), 'float32')), keras.Variable(np.zeros(5, 'float32'))]\n"
+        "    opt = SymbolicRP(fused=fused)\n"
+        "    with warnings.catch_warnings(record=True) as caught:\n"
+        "        warnings.simplefilter('always')\n"
+        "        for _ in range(3): opt.apply(grads, vs)\n"
+        "    out[fused] = [keras.ops.convert_to_numpy(v) for v in vs]\n"
+        "    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]\n"
+        "    assert len(msgs) == (1 if fused else 0), msgs\n"
+        "    assert not fused or ('no C++ compiler here' in msgs[0] and '\\n' not in msgs[0]), msgs\n"
+        "assert all(np.array_equal(a, b) for a, b in zip(out[True], out[False]))\n"
+        "assert not np.array_equal(out[True][0], np.ones((3, 4)))\n"
+        "torch.compile = real_compile\n"
+        "keras.utils.set_random_seed(0)\n"
+        "x = np.random.default_rng(0).normal(size=(64, 4)).astype('float32'); y = (x[:, 0] > 0).astype('int32')\n"
+        "model = small_model(4, SymbolicRP())\n"
+        "model.compile(optimizer=SymbolicRP(), jit_compile=True,\n"
+        "              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+        "loss = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history['loss']\n"
+        "assert loss[-1] < loss[0], loss\n"
+        "print('ok')")
+    run = _subprocess(code, "torch", tmp_path)
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "ok", run.stderr[-3000:]

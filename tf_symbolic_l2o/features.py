@@ -266,16 +266,18 @@ class FeatureSet:
             if step is None:
                 raise ValueError(f"the EMA features {emas} need the step: call advance(state, g, backend, step)")
             bases = tuple(b for b in ("mt", "gt") if any(_FEATURE_EMA[n][0] == b for n in emas))
-            current = self.features(new, g, step, backend, names=bases)
+            current = self.features(new, g, step, backend, names=bases, stack=False)
             for name in emas:
                 base, d = _FEATURE_EMA[name]
-                new[name] = d * state[name] + (1.0 - d) * current[..., bases.index(base)]
+                new[name] = d * state[name] + (1.0 - d) * current[bases.index(base)]
         return new
 
     def features(self, new: Mapping[str, tf.Tensor], g: tf.Tensor, step, backend: str = "tensorflow",
-                 names: tuple[str, ...] | None = None) -> tf.Tensor:
+                 names: tuple[str, ...] | None = None, stack: bool = True):
         """The features of step ``step`` from the state ``new`` already advanced with ``g`` (the second half of
-        :meth:`update`), shape ``g.shape + [num_features]`` (``names``: only these features, in that order)."""
+        :meth:`update`), shape ``g.shape + [num_features]`` (``names``: only these features, in that order;
+        ``stack=False``: the list of the features, each shaped like ``g``, which a compiler need not write to a
+        stacked buffer and read back)."""
         o = array_ops(backend)
         dtype = o.dtype(g)
         t = o.cast(step, dtype)
@@ -314,7 +316,7 @@ class FeatureSet:
                 p = _MAGIC_P[n]
                 vhat_p = new[f"v_{n}"] / (1.0 - o.pow(b2, t))
                 cols.append(mhat() / (_root(vhat_p, p, o) + MAGIC_EPS))
-        return o.stack(cols, axis=-1)
+        return o.stack(cols, axis=-1) if stack else cols
 
     def config(self) -> dict:
         return {"names": self.spec, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

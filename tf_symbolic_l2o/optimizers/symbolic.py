@@ -69,9 +69,12 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
             state and variable) as XLA-compiled code, also when the model itself runs in graph mode: outside
             ``tf.distribute`` in compiled functions of about ten variables each, under a strategy one per variable.
             Same values either way (to float rounding). The fused step is cheaper; its first call also compiles
-            it, so the first step takes longer. Defaults to True. On the JAX and PyTorch backends the step is
-            written in ``keras.ops`` and compiled with the rest of the train step by the backend (``fused`` is
-            kept in the config and has no effect there).
+            it, so the first step takes longer. Defaults to True. On the PyTorch backend the step of each variable
+            is compiled once per rule and dtype with ``torch.compile`` (a C++ compiler is needed; without one a
+            warning says so and the step runs eagerly) and writes the state and variable in place, as Keras'
+            own PyTorch optimizers do; ``fused=False`` runs it eagerly, one ``keras.ops`` pass per operation. On
+            the JAX backend the step is written in ``keras.ops`` and compiled with the rest of the train step by
+            JAX (``fused`` has no effect there).
         {{base_args}}
 
     Reference:
@@ -173,6 +176,17 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         old_state = {name: ops.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
         old_history = None if history is None else ops.convert_to_tensor(history)
         self._write(variable, slots, history, *self._math(g, old_state, old_history, step, lr))
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # PyTorch: the compiled in-place step of each variable (see _torch_fused), unless the train step itself is
+        # being compiled (jit_compile=True), which then compiles the keras.ops step with it; other backends: Keras'
+        if self.fused and keras.backend.backend() == "torch":
+            from tf_symbolic_l2o.optimizers._torch_fused import apply_fused, compiling
+
+            if not compiling():
+                apply_fused(self, grads, trainable_variables, learning_rate)
+                return
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # Outside tf.distribute, a fused optimizer updates its variables in XLA clusters of up to

@@ -12,7 +12,7 @@ from tf_symbolic_l2o.features import FeatureSet, array_ops, keep_where
 
 @not_converted_by_autograph  # its Python control flow is on static values only
 def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[str], output_scale: float, g,
-              old_state: Mapping, old_history, step, lr, backend: str = "tensorflow"):
+              old_state: Mapping, old_history, step, lr, backend: str = "tensorflow", guard_history: str | None = None):
     """The elementwise part of a step, a pure function: ``(new_state, new_history, delta)``; the caller adds
     ``delta`` to the parameters.
 
@@ -33,28 +33,31 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[
         old_history: ``[memlen − 1, *g.shape, F]`` or ``None`` (``memlen == 1``).
         step: the 1-based step, ``lr`` the multiplier on the rule's step (both in ``g``'s dtype).
         backend: ``"tensorflow"``, ``"keras"`` or ``"jax"`` (:func:`~tf_symbolic_l2o.features.array_ops`).
+        guard_history: how the guard reaches the lag history: ``"select"`` (always, elementwise: what a compiler
+            fuses into the history's write) or ``"cond"`` (only when some coordinate is not finite: cheaper where
+            every operation is its own pass, as in eager PyTorch). Default: ``"select"`` on TensorFlow, else
+            ``"cond"``.
     """
     o, fs = array_ops(backend), feature_set
     ok = fs.inputs_finite(g, backend)
     new_state = fs.advance(old_state, o.where(ok, g, o.zeros_like(g)), backend, step)
     state = {name: keep_where(o.logical_and(ok, o.isfinite(new_state[name])), new_state[name], old_state[name],
                               backend=backend) for name in old_state}
-    feats = fs.features(state, g, step, backend)
-    num, memlen = feats.shape[-1], 1 if old_history is None else old_history.shape[0] + 1
+    cols = fs.features(state, g, step, backend, stack=False)  # this step's features, unstacked: the rule reads them
+    num, memlen = len(cols), 1 if old_history is None else old_history.shape[0] + 1
     if len(input_names) != memlen * num:
         raise ValueError(f"the rule has {len(input_names)} inputs, its features and history give {memlen * num}")
-    x = {name: feats[..., i] if i < num else old_history[i // num - 1, ..., i % num]
-         for i, name in enumerate(input_names)}
+    x = {name: cols[i] if i < num else old_history[i // num - 1, ..., i % num] for i, name in enumerate(input_names)}
     delta = lr * o.constant(output_scale, o.dtype(g)) * rule_fn(x)
     new_history = None
     if old_history is not None:
-        shifted = o.concatenate([feats[None], old_history[:-1]], axis=0)
+        shifted = o.concatenate([o.stack(cols, axis=-1)[None], old_history[:-1]], axis=0)
 
         def guarded():
             return keep_where(ok[None], shifted, old_history, event_dims=1, backend=backend)
 
-        # XLA fuses the guard into the history's write on TensorFlow; elsewhere a select over the whole history
-        # costs a pass of its own (eager PyTorch), so it runs only when a coordinate is not finite
-        new_history = guarded() if backend == "tensorflow" else o.cond(o.all(ok), lambda: shifted, guarded)
+        if guard_history is None:
+            guard_history = "select" if backend == "tensorflow" else "cond"
+        new_history = guarded() if guard_history == "select" else o.cond(o.all(ok), lambda: shifted, guarded)
     step_ok = o.logical_and(ok, o.isfinite(delta))
     return state, new_history, o.where(step_ok, delta, o.zeros_like(delta))

@@ -32,12 +32,17 @@ _COMPILE_SIZE = 1 << 16
 
 
 def _kernel(optimizer, var_dtype: torch.dtype, state_dtype: torch.dtype, with_history: bool):
-    """The compiled in-place step for ``optimizer``'s rule (``None`` when compilation failed before)."""
-    key = (optimizer.rule.to_json(indent=None), var_dtype, state_dtype, with_history)
-    with _LOCK:
-        if key not in _KERNELS:
-            _KERNELS[key] = _compile(optimizer, var_dtype, state_dtype, with_history)
-        return _KERNELS[key]
+    """The compiled in-place step for ``optimizer``'s rule (``None`` when compilation failed before): looked up per
+    optimizer by dtypes, and per process by the rule's JSON (rendered once per optimizer and dtypes)."""
+    local = optimizer.__dict__.setdefault("_torch_kernels", {})
+    key = (var_dtype, state_dtype, with_history)
+    if key not in local:
+        shared = (optimizer.rule.to_json(indent=None), *key)
+        with _LOCK:
+            if shared not in _KERNELS:
+                _KERNELS[shared] = _compile(optimizer, var_dtype, state_dtype, with_history)
+            local[key] = _KERNELS[shared]
+    return local[key]
 
 
 def _compile(optimizer, var_dtype, state_dtype, with_history):
@@ -123,7 +128,8 @@ def apply_fused(optimizer, grads, variables, learning_rate) -> None:
         except Exception as err:  # noqa: BLE001 - a compile error surfaces at the first call: fall back for good
             _warn(err)
             with _LOCK:
-                for key, value in _KERNELS.items():
-                    if value is kernel:
-                        _KERNELS[key] = None
+                for table in (_KERNELS, optimizer._torch_kernels):
+                    for key, value in table.items():
+                        if value is kernel:
+                            table[key] = None
             optimizer.update_step(grad, variable, learning_rate)

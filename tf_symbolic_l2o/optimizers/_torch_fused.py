@@ -3,11 +3,15 @@
 Eager PyTorch runs every elementwise operation of a rule step as its own pass over the variable (about 180 passes
 for ``SymbolicRP()`` on ResNet-50's 23.5 M parameters, each with its own dispatch), where TensorFlow and JAX fuse
 the step into one loop under XLA. Here the step of one variable (the same :func:`~tf_symbolic_l2o.rules.step.
-rule_step` as the eager path: features, rule, finiteness guard, then the in-place writes of state, lag history and
-variable) is traced once per rule and dtype into an ATen graph with symbolic sizes (``make_fx``) and compiled with
+rule_step` as the eager path: features, rule, finiteness guard, then the in-place writes of state and variable) is
+traced once per rule and dtype into an ATen graph with symbolic sizes (``make_fx``) and compiled with
 ``torch.compile`` (Inductor): one compiled kernel serves every variable of any size, since variables and slots are
 passed as flat views. Kernels are cached per process by rule and dtypes, so several optimizers with the same rule
 compile once; Inductor's on-disk cache makes later processes compile faster.
+
+Only rules without lag history (``memlen == 1``, e.g. ``SymbolicRP()``'s) take this path: the history's shift by
+one step, with the features innermost, compiles to a scalar loop that made a 16-lag rule's ResNet-50 step slower
+than the eager one (6.3× Adam's against 4.6×), so rules with lags keep the eager step.
 
 Not public API. The first step compiles (tens of seconds on a CPU, with a C++ compiler); where compilation fails
 (e.g. no C++ compiler) a one-line warning says so and the step runs eagerly, with the same values.
@@ -31,42 +35,36 @@ _TRACE_SIZE = 7  # example size for the symbolic trace (not 0 or 1, which PyTorc
 _COMPILE_SIZE = 1 << 16
 
 
-def _kernel(optimizer, var_dtype: torch.dtype, state_dtype: torch.dtype, with_history: bool):
+def _kernel(optimizer, var_dtype: torch.dtype, state_dtype: torch.dtype):
     """The compiled in-place step for ``optimizer``'s rule (``None`` when compilation failed before): looked up per
     optimizer by dtypes, and per process by the rule's JSON (rendered once per optimizer and dtypes)."""
     local = optimizer.__dict__.setdefault("_torch_kernels", {})
-    key = (var_dtype, state_dtype, with_history)
+    key = (var_dtype, state_dtype)
     if key not in local:
         shared = (optimizer.rule.to_json(indent=None), *key)
         with _LOCK:
             if shared not in _KERNELS:
-                _KERNELS[shared] = _compile(optimizer, var_dtype, state_dtype, with_history)
+                _KERNELS[shared] = _compile(optimizer, var_dtype, state_dtype)
             local[key] = _KERNELS[shared]
     return local[key]
 
 
-def _compile(optimizer, var_dtype, state_dtype, with_history):
+def _compile(optimizer, var_dtype, state_dtype):
     from torch.fx.experimental.proxy_tensor import make_fx
 
     fs, rule_fn, inputs = optimizer._feature_set, optimizer._rule_fn, optimizer.rule.inputs
     scale, names = optimizer._output_scale, optimizer._state_names
 
     def step_in_place(g, lr, step, variable, *slots):
-        history = slots[len(names)] if with_history else None
-        old = dict(zip(names, slots))
-        new_state, new_history, delta = rule_step(fs, rule_fn, inputs, scale, g.to(state_dtype), old, history, step,
-                                                  lr, "keras", guard_history="select")
+        new_state, _, delta = rule_step(fs, rule_fn, inputs, scale, g.to(state_dtype), dict(zip(names, slots)), None,
+                                        step, lr, "keras")
         for name, slot in zip(names, slots):
             slot.copy_(new_state[name])
-        if with_history:
-            history.copy_(new_history)
         variable.add_(delta.to(var_dtype))
 
     def example(n):
         out = [torch.zeros(n, dtype=var_dtype), torch.ones((), dtype=state_dtype), torch.ones((), dtype=state_dtype),
                torch.zeros(n, dtype=var_dtype), *[torch.zeros(n, dtype=state_dtype) for _ in names]]
-        if with_history:
-            out.append(torch.zeros((optimizer._memlen - 1, n, optimizer._num_features), dtype=state_dtype))
         return out
 
     try:
@@ -98,8 +96,8 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor | None:
 
 @torch.no_grad()
 def apply_fused(optimizer, grads, variables, learning_rate) -> None:
-    """One step of ``optimizer`` on every variable: the compiled kernel where it applies, else the eager
-    ``update_step`` (non-contiguous tensors, or a kernel that failed to compile)."""
+    """One step of ``optimizer`` (a rule without lag history) on every variable: the compiled kernel where it
+    applies, else the eager ``update_step`` (non-contiguous tensors, or a kernel that failed to compile)."""
     from keras import ops
 
     lr_value = ops.convert_to_tensor(learning_rate)
@@ -107,24 +105,19 @@ def apply_fused(optimizer, grads, variables, learning_rate) -> None:
     scalars = {}
     for grad, variable in zip(grads, variables):
         index = optimizer._get_variable_index(variable)
-        slots, history = optimizer._state_slots[index], optimizer._history_slots[index]
-        var = variable.value
+        slots, var = optimizer._state_slots[index], variable.value
         flat = [_flat(var), *[_flat(s.value) for s in slots]]
         state_dtype = getattr(torch, compute_dtype(variable.dtype))
         kernel = None
-        if all(f is not None for f in flat) and (history is None or history.value.is_contiguous()):
-            kernel = _kernel(optimizer, var.dtype, state_dtype, history is not None)
+        if all(f is not None for f in flat):
+            kernel = _kernel(optimizer, var.dtype, state_dtype)
         if kernel is None:
             optimizer.update_step(grad, variable, learning_rate)
             continue
         if state_dtype not in scalars:
             scalars[state_dtype] = (lr_value.to(state_dtype), step_value.to(state_dtype))
-        args = [grad.reshape(-1), *scalars[state_dtype], *flat]
-        if history is not None:
-            h = history.value
-            args.append(h.view(h.shape[0], -1, h.shape[-1]))
         try:
-            kernel(*args)
+            kernel(grad.reshape(-1), *scalars[state_dtype], *flat)
         except Exception as err:  # noqa: BLE001 - a compile error surfaces at the first call: fall back for good
             _warn(err)
             with _LOCK:

@@ -72,7 +72,8 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
             it, so the first step takes longer. Defaults to True. On the PyTorch backend the step of each variable
             is compiled once per rule and dtype with ``torch.compile`` (a C++ compiler is needed; without one a
             warning says so and the step runs eagerly) and writes the state and variable in place, as Keras'
-            own PyTorch optimizers do; ``fused=False`` runs it eagerly, one ``keras.ops`` pass per operation. On
+            own PyTorch optimizers do, for rules without lag history (``memlen == 1``; rules with lags, and
+            ``fused=False``, run the step eagerly, one ``keras.ops`` pass per operation). On
             the JAX backend the step is written in ``keras.ops`` and compiled with the rest of the train step by
             JAX (``fused`` has no effect there).
         {{base_args}}
@@ -178,9 +179,9 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         self._write(variable, slots, history, *self._math(g, old_state, old_history, step, lr))
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        # PyTorch: the compiled in-place step of each variable (see _torch_fused), unless the train step itself is
-        # being compiled (jit_compile=True), which then compiles the keras.ops step with it; other backends: Keras'
-        if self.fused and keras.backend.backend() == "torch":
+        # PyTorch, a rule without lags: the compiled in-place step of each variable (see _torch_fused), unless the
+        # train step itself is being compiled (jit_compile=True), which then compiles the keras.ops step with it
+        if self.fused and self._memlen == 1 and keras.backend.backend() == "torch":
             from tf_symbolic_l2o.optimizers._torch_fused import apply_fused, compiling
 
             if not compiling():

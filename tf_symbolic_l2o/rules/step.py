@@ -12,7 +12,7 @@ from tf_symbolic_l2o.features import FeatureSet, array_ops, keep_where
 
 @not_converted_by_autograph  # its Python control flow is on static values only
 def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[str], output_scale: float, g,
-              old_state: Mapping, old_history, step, lr, backend: str = "tensorflow", guard_history: str | None = None):
+              old_state: Mapping, old_history, step, lr, backend: str = "tensorflow"):
     """The elementwise part of a step, a pure function: ``(new_state, new_history, delta)``; the caller adds
     ``delta`` to the parameters.
 
@@ -33,10 +33,6 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[
         old_history: ``[memlen − 1, *g.shape, F]`` or ``None`` (``memlen == 1``).
         step: the 1-based step, ``lr`` the multiplier on the rule's step (both in ``g``'s dtype).
         backend: ``"tensorflow"``, ``"keras"`` or ``"jax"`` (:func:`~tf_symbolic_l2o.features.array_ops`).
-        guard_history: how the guard reaches the lag history: ``"select"`` (always, elementwise: what a compiler
-            fuses into the history's write) or ``"cond"`` (only when some coordinate is not finite: cheaper where
-            every operation is its own pass, as in eager PyTorch). Default: ``"select"`` on TensorFlow, else
-            ``"cond"``.
     """
     o, fs = array_ops(backend), feature_set
     ok = fs.inputs_finite(g, backend)
@@ -56,8 +52,8 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[
         def guarded():
             return keep_where(ok[None], shifted, old_history, event_dims=1, backend=backend)
 
-        if guard_history is None:
-            guard_history = "select" if backend == "tensorflow" else "cond"
-        new_history = guarded() if guard_history == "select" else o.cond(o.all(ok), lambda: shifted, guarded)
+        # XLA fuses the guard into the history's write on TensorFlow; elsewhere a select over the whole history
+        # costs a pass of its own (eager PyTorch), so it runs only when a coordinate is not finite
+        new_history = guarded() if backend == "tensorflow" else o.cond(o.all(ok), lambda: shifted, guarded)
     step_ok = o.logical_and(ok, o.isfinite(delta))
     return state, new_history, o.where(step_ok, delta, o.zeros_like(delta))

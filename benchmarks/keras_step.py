@@ -17,9 +17,9 @@ images, uniform labels; no download), sparse categorical cross-entropy, ``model.
   h, c of two 20-unit layers = 80 floats more per coordinate = 328 B).
 
 * **Backend** — ``--backend tensorflow`` (default), ``jax`` or ``torch``: the workers run under
-  ``KERAS_BACKEND=<backend>``. On JAX and PyTorch the optimizers' steps are their ``keras.ops`` forms (compiled with
-  the train step on JAX); on TensorFlow ``SymbolicRP()``'s is the fused XLA step. Outputs of another backend than
-  TensorFlow are named ``keras_step_<backend>.*``.
+  ``KERAS_BACKEND=<backend>``. On JAX the optimizers' steps are their ``keras.ops`` forms, compiled with the train
+  step; on PyTorch ``SymbolicRP()``'s is its ``torch.compile``-d step; on TensorFlow it is the fused XLA step.
+  Outputs of another backend than TensorFlow are named ``keras_step_<backend>.*``.
 
     python benchmarks/keras_step.py [--backend tensorflow] [--model resnet50] [--optimizers adam,symbolic,learned] \
         [--repeats 5] [--steps 3] [--warmup 1] [--rule default|paper|saved_models/.../rule.json] \

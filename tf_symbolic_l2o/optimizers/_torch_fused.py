@@ -62,10 +62,9 @@ def _compile(optimizer, var_dtype, state_dtype):
             slot.copy_(new_state[name])
         variable.add_(delta.to(var_dtype))
 
-    def example(n):
-        out = [torch.zeros(n, dtype=var_dtype), torch.ones((), dtype=state_dtype), torch.ones((), dtype=state_dtype),
-               torch.zeros(n, dtype=var_dtype), *[torch.zeros(n, dtype=state_dtype) for _ in names]]
-        return out
+    def example(n):  # gradient, learning rate, step, variable, slots
+        return [torch.zeros(n, dtype=var_dtype), torch.ones((), dtype=state_dtype), torch.ones((), dtype=state_dtype),
+                torch.zeros(n, dtype=var_dtype), *[torch.zeros(n, dtype=state_dtype) for _ in names]]
 
     try:
         with torch.no_grad():
@@ -118,7 +117,8 @@ def apply_fused(optimizer, grads, variables, learning_rate) -> None:
             scalars[state_dtype] = (lr_value.to(state_dtype), step_value.to(state_dtype))
         try:
             kernel(grad.reshape(-1), *scalars[state_dtype], *flat)
-        except Exception as err:  # noqa: BLE001 - a compile error surfaces at the first call: fall back for good
+        except Exception as err:  # noqa: BLE001 - a later recompilation (e.g. for a size-1 variable, which PyTorch
+            # specialises) can still fail: fall back to the eager step for good
             _warn(err)
             with _LOCK:
                 for table in (_KERNELS, optimizer._torch_kernels):

@@ -294,17 +294,12 @@ class FeatureSet:
                 cache["s"] = _root(new["v"] / (1.0 - o.pow(b2, t)), 2.0, o) + o.constant(self.eps, dtype)
             return cache["s"]
 
-        def inv_s():  # one division shared by m̃ and g̃: XLA on CPU gives each division with several users a pass
-            if "inv_s" not in cache:
-                cache["inv_s"] = 1.0 / s()
-            return cache["inv_s"]
-
         cols = []
         for n in self.names if names is None else names:
             if n == "mt":
-                cols.append(mhat() * inv_s())
+                cols.append(mhat() / s())
             elif n == "gt":
-                cols.append(g * inv_s())
+                cols.append(g / s())
             elif n == "g":
                 cols.append(g)
             elif n in _MOM_DECAY or n in _FEATURE_EMA:

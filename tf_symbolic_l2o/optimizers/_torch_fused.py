@@ -2,12 +2,12 @@
 
 Eager PyTorch runs every elementwise operation of a rule step as its own pass over the variable (about 180 passes
 for ``SymbolicRP()`` on ResNet-50's 23.5 M parameters, each with its own dispatch), where TensorFlow and JAX fuse
-the step into one loop under XLA. Here the step of one variable (the same :func:`~tf_symbolic_l2o.rules.step.
-rule_step` as the eager path: features, rule, finiteness guard, then the in-place writes of state and variable) is
-traced once per rule and dtype into an ATen graph with symbolic sizes (``make_fx``) and compiled with
-``torch.compile`` (Inductor): one compiled kernel serves every variable of any size, since variables and slots are
-passed as flat views. Kernels are cached per process by rule and dtypes, so several optimizers with the same rule
-compile once; Inductor's on-disk cache makes later processes compile faster.
+the step into one loop under XLA. Here the step of one variable (``SymbolicOptimizer._math``, the same
+:func:`~tf_symbolic_l2o.rules.step.rule_step` as the eager path: features, rule, finiteness guard; then the in-place
+writes of state and variable) is traced once per rule and dtype into an ATen graph with symbolic sizes (``make_fx``)
+and compiled with ``torch.compile`` (Inductor): one compiled kernel serves every variable of any size, since
+variables and slots are passed as flat views. Kernels are cached per process by rule and dtypes, so several
+optimizers with the same rule compile once; Inductor's on-disk cache makes later processes compile faster.
 
 Only rules without lag history (``memlen == 1``, e.g. ``SymbolicRP()``'s) take this path: the history's shift by
 one step, with the features innermost, compiles to a scalar loop that made a 16-lag rule's ResNet-50 step slower
@@ -25,7 +25,6 @@ import warnings
 import torch
 
 from tf_symbolic_l2o.optimizers._common import compute_dtype
-from tf_symbolic_l2o.rules.step import rule_step
 
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
@@ -52,12 +51,10 @@ def _kernel(optimizer, var_dtype: torch.dtype, state_dtype: torch.dtype):
 def _compile(optimizer, var_dtype, state_dtype):
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    fs, rule_fn, inputs = optimizer._feature_set, optimizer._rule_fn, optimizer.rule.inputs
-    scale, names = optimizer._output_scale, optimizer._state_names
+    names = optimizer._state_names
 
-    def step_in_place(g, lr, step, variable, *slots):
-        new_state, _, delta = rule_step(fs, rule_fn, inputs, scale, g.to(state_dtype), dict(zip(names, slots)), None,
-                                        step, lr, "keras")
+    def step_in_place(g, lr, step, variable, *slots):  # traced once; the graph keeps no reference to the optimizer
+        new_state, _, delta = optimizer._math(g.to(state_dtype), dict(zip(names, slots)), None, step, lr)
         for name, slot in zip(names, slots):
             slot.copy_(new_state[name])
         variable.add_(delta.to(var_dtype))

@@ -9,7 +9,9 @@ Everything goes through :mod:`tf_symbolic_l2o.image_data` and :mod:`tf_symbolic_
 * **symbolic** — ``SymbolicOptimizer(--rule)``, by default ``SymbolicRP``'s shipped rule, at ``--symbolic-lr``
   (the multiplier on the rule's step; 1.0 = the rule as distilled, untuned);
 * **adam** — Adam, learning rate tuned on ``--lr-grid``;
-* **sgd_cosine** — SGD, momentum 0.9, cosine decay to 0 over the run, peak learning rate tuned on ``--lr-grid``.
+* **sgd_cosine** — SGD, momentum 0.9, cosine decay to 0 over the run, peak learning rate tuned on ``--lr-grid``;
+* **symbolic_cosine** / **adam_cosine** — the same as symbolic / adam with their learning rate (the rule's
+  multiplier, untuned; Adam's peak, tuned) decayed to 0 over the run by the same cosine (not in the default list).
 
 Tuning: one ``--tune-epochs`` run per grid value (seed ``--tune-seed``), scored by the final validation loss on the
 held-out validation part of the training split; the test split is never used to choose. Then every optimizer
@@ -47,8 +49,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-OPTIMIZERS = ("symbolic", "adam", "sgd_cosine")
-LABELS = {"symbolic": "symbolic rule", "adam": "Adam (LR tuned)", "sgd_cosine": "SGD+momentum 0.9+cosine (LR tuned)"}
+OPTIMIZERS = ("symbolic", "adam", "sgd_cosine", "symbolic_cosine", "adam_cosine")
+DEFAULT_OPTIMIZERS = ("symbolic", "adam", "sgd_cosine")
+LABELS = {"symbolic": "symbolic rule", "adam": "Adam (LR tuned)", "sgd_cosine": "SGD+momentum 0.9+cosine (LR tuned)",
+          "symbolic_cosine": "symbolic rule+cosine", "adam_cosine": "Adam+cosine (LR tuned)"}
 DEFAULT_GRID = "1e-4,1e-3,1e-2,1e-1"
 
 
@@ -87,7 +91,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=10, help="epochs per training run (all optimizers)")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds (initial weights and batch order)")
     p.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma list of symbolic, adam, sgd_cosine")
+    p.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
+                   help=f"comma list of {', '.join(OPTIMIZERS)}")
     p.add_argument("--rule", default=None, help="rule.json for the symbolic optimizer (default: SymbolicRP's rule)")
     p.add_argument("--symbolic-lr", type=float, default=1.0, help="multiplier on the rule's step (1.0 = as distilled)")
     p.add_argument("--lr-grid", default=DEFAULT_GRID, help="learning rates tried for adam and sgd_cosine")
@@ -160,6 +165,7 @@ def main(argv=None) -> int:
         return 2
     specs = {"symbolic": f"symbolic:{args.rule}" if args.rule else "symbolic_rp", "adam": "adam",
              "sgd_cosine": "sgd_cosine"}
+    specs.update(symbolic_cosine=specs["symbolic"] + "+cosine", adam_cosine="adam+cosine")
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     say(f"resnet50_train: {args.model} on {data!r}")
     say(f"strategy {type(strategy).__name__} ({replicas} replica(s)), global batch {args.batch_size}, "
@@ -170,7 +176,7 @@ def main(argv=None) -> int:
 
     tuning, lrs = {}, {}
     for name in args.optimizer_list:
-        if name == "symbolic":
+        if name.startswith("symbolic"):
             lrs[name] = args.symbolic_lr
             continue
         say(f"  tuning {name} on {args.grid} ...", flush=True)

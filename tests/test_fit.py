@@ -149,6 +149,38 @@ def test_make_optimizer_specs():
         one_line_value_error(make_optimizer, "sgd_cosine", steps, match="steps_total")
 
 
+
+def cosine(peak, step, total):
+    return peak * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+@pytest.mark.parametrize("spec", ["adam+cosine", "symbolic_rp+COSINE", f"symbolic:{RULE} +cosine"])
+def test_cosine_suffix_decays_the_learning_rate_to_zero(spec):
+    """``+cosine`` on any optimizer: its update at step k equals the constant-rate optimizer's at rate
+    lr·(1 + cos(π·k/K))/2 (K = steps_total), for Adam's learning rate and a rule's multiplier alike."""
+    opt = make_optimizer(spec, 20, 0.5)
+    base = spec.split("+")[0].strip()
+    assert type(opt) is type(make_optimizer(base, 20, 0.5))
+    grad = np.array([0.3, -1.2, 0.0, 2.5], np.float32)
+    for k in (0, 7, 19):
+        expected = cosine(0.5, k, 20)
+        assert math.isclose(float(opt._learning_rate(k)), expected, rel_tol=1e-5, abs_tol=1e-7), k
+        deltas = []
+        for o in (make_optimizer(spec, 20, 0.5), make_optimizer(base, 20, expected) if expected > 0 else None):
+            if o is None:
+                continue
+            var = keras.Variable(np.ones(4, np.float32))
+            o.build([var])
+            o.iterations.assign(k)
+            o.apply([keras.ops.convert_to_tensor(grad)], [var])
+            deltas.append(var.numpy() - 1.0)
+        np.testing.assert_allclose(deltas[0], deltas[1], rtol=1e-5, atol=1e-8)
+        assert np.abs(deltas[0]).max() > 0
+    msg = one_line_value_error(make_optimizer, "sgd_cosine+cosine", 10)
+    assert "already" in msg
+    one_line_value_error(make_optimizer, "rmsprop+cosine", 10, match="unknown optimizer")
+
+
 # ------------------------------------------------------------------------------------------------------ training
 
 

@@ -36,7 +36,9 @@ Models (:func:`~tf_symbolic_l2o.tasks.keras_models.make_model`): ``resnet50``
 0.27 M) and ``cnn`` (a 2-layer convnet without BatchNorm, for tests). Optimizers (:func:`make_optimizer`):
 ``adam``, ``sgd_cosine`` (SGD, momentum 0.9, cosine decay to 0 over the whole run), ``symbolic_rp`` /
 ``symbolic_rp_si`` / ``symbolic_dm`` (the shipped presets) and ``symbolic:<rule.json>``; for the symbolic ones the
-learning rate multiplies the rule's native step (1.0 = as distilled).
+learning rate multiplies the rule's native step (1.0 = as distilled). A ``+cosine`` suffix (``adam+cosine``,
+``symbolic_rp+cosine``, ``symbolic:<rule.json>+cosine``) decays that learning rate (or multiplier) to 0 over the
+whole run by ``keras.optimizers.schedules.CosineDecay``, as ``sgd_cosine`` does.
 """
 
 from __future__ import annotations
@@ -80,26 +82,34 @@ HISTORY_COLUMNS = ("epoch", "steps", "train_loss", "train_accuracy", "val_loss",
                    "test_accuracy", "seconds", "eval_seconds")
 _PRESETS = {"symbolic_rp": "SymbolicRP", "symbolic_rp_si": "SymbolicRPsi", "symbolic_dm": "SymbolicDM"}
 _SYMBOLIC_PREFIX = "symbolic:"
+_COSINE_SUFFIX = "+cosine"
 _LOOPS = ("auto", "fit", "custom")
 _EVAL_BATCH = 256
 
 
-def _parse_optimizer(spec) -> tuple[str, str | None]:
-    """``(kind, rule path or None)``; kind is a name of :data:`OPTIMIZERS` or ``"symbolic"``."""
+def _parse_optimizer(spec) -> tuple[str, str | None, bool]:
+    """``(kind, rule path or None, cosine)``; kind is a name of :data:`OPTIMIZERS` or ``"symbolic"``, cosine says
+    whether the spec ends with ``+cosine``."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"optimizer must be a non-empty string, got {spec!r}")
     text = spec.strip()
+    cosine = text.lower().endswith(_COSINE_SUFFIX)
+    if cosine:
+        text = text[:-len(_COSINE_SUFFIX)].strip()
+        if text.lower() == "sgd_cosine":
+            raise ValueError(f"optimizer {spec!r}: sgd_cosine already decays by cosine; drop the '+cosine'")
     if text.lower().startswith(_SYMBOLIC_PREFIX):
         path = text[len(_SYMBOLIC_PREFIX):].strip()
         if not path:
             raise ValueError("optimizer 'symbolic:' needs a rule file: symbolic:path/to/rule.json")
         if not Path(path).is_file():
             raise ValueError(f"rule file not found: {path} (optimizer {spec!r})")
-        return "symbolic", path
+        return "symbolic", path, cosine
     key = text.lower()
     if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {spec!r}; use one of {', '.join(OPTIMIZERS)} or symbolic:<rule.json>")
-    return key, None
+        raise ValueError(f"unknown optimizer {spec!r}; use one of {', '.join(OPTIMIZERS)} or symbolic:<rule.json>, "
+                         f"optionally with a {_COSINE_SUFFIX} suffix")
+    return key, None, cosine
 
 
 def _default_lr(kind: str) -> float:
@@ -121,23 +131,24 @@ def make_optimizer(spec: str, steps_total: int, learning_rate: float | None = No
 
     Args:
         spec: ``adam``, ``sgd_cosine``, ``symbolic_rp``, ``symbolic_rp_si``, ``symbolic_dm`` or
-            ``symbolic:<path of rule.json>``.
-        steps_total: the run's number of optimizer steps (the length of ``sgd_cosine``'s cosine decay).
+            ``symbolic:<path of rule.json>``; a ``+cosine`` suffix decays the learning rate to 0 over the run.
+        steps_total: the run's number of optimizer steps (the length of the cosine decay).
         learning_rate: Adam's / SGD's learning rate (SGD's peak), or the multiplier on a symbolic rule's step;
             ``None`` → :data:`DEFAULT_LR`.
 
     Raises:
         ValueError: an unknown name, a missing rule file, a non-positive learning rate or step count.
     """
-    kind, path = _parse_optimizer(spec)
+    kind, path, cosine = _parse_optimizer(spec)
     if isinstance(steps_total, bool) or not isinstance(steps_total, (int, np.integer)) or steps_total < 1:
         raise ValueError(f"steps_total must be a positive integer, got {steps_total!r}")
     lr = _default_lr(kind) if learning_rate is None else _check_lr(learning_rate)
+    if cosine or kind == "sgd_cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(steps_total))
     if kind == "adam":
         return keras.optimizers.Adam(lr)
     if kind == "sgd_cosine":
-        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(steps_total))
-        return keras.optimizers.SGD(schedule, momentum=0.9)
+        return keras.optimizers.SGD(lr, momentum=0.9)
     from tf_symbolic_l2o import optimizers  # noqa: PLC0415  (heavy: rules, presets)
 
     if kind == "symbolic":
@@ -215,7 +226,7 @@ def train(model_name: str, optimizer_spec: str, lr: float | None = None, epochs:
             is not a multiple of the replica count or larger than the training part.
     """
     model_name = _check_model_name(model_name)
-    kind, _ = _parse_optimizer(optimizer_spec)
+    kind, _, _ = _parse_optimizer(optimizer_spec)
     lr = _default_lr(kind) if lr is None else _check_lr(lr)
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")

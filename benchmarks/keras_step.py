@@ -309,15 +309,17 @@ def _proc_rss_gib(pid: int) -> float:
 
 def launch(mode: str, optimizers: list[str], args, timeout: float, cmd: list[str] | None = None) -> dict:
     """Run a worker (``cmd``, default: this script's own) and collect its result; kill it (its own process
-    group) above ``args.max_rss_gib`` or after ``timeout`` seconds."""
+    group) above ``args.max_rss_gib`` or after ``timeout`` seconds. The worker runs under ``args.backend`` (Keras
+    backend; TensorFlow for the scripts that have no ``--backend``)."""
+    backend = getattr(args, "backend", "tensorflow")
     if cmd is None:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--optimizers", ",".join(optimizers),
                "--model", args.model, "--batch-size", str(args.batch_size), "--repeats", str(args.repeats),
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--mem-steps", str(args.mem_steps),
                "--rule", args.rule, "--l2o", args.l2o, "--jit-compile", args.jit_compile, "--seed", str(args.seed),
-               "--backend", args.backend]
+               "--backend", backend]
     env = dict(os.environ)
-    env["KERAS_BACKEND"] = args.backend
+    env["KERAS_BACKEND"] = backend
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     t0 = time.perf_counter()

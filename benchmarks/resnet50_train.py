@@ -95,7 +95,7 @@ def parse_args(argv=None):
                    help=f"comma list of {', '.join(OPTIMIZERS)}")
     p.add_argument("--rule", default=None, help="rule.json for the symbolic optimizer (default: SymbolicRP's rule)")
     p.add_argument("--symbolic-lr", type=float, default=1.0, help="multiplier on the rule's step (1.0 = as distilled)")
-    p.add_argument("--lr-grid", default=DEFAULT_GRID, help="learning rates tried for adam and sgd_cosine")
+    p.add_argument("--lr-grid", default=DEFAULT_GRID, help="learning rates tried for the tuned optimizers (adam, sgd_cosine, adam_cosine)")
     p.add_argument("--tune-epochs", type=int, default=2, help="epochs of each tuning run")
     p.add_argument("--tune-seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.1, help="part of the training split held out for tuning")

@@ -6,6 +6,8 @@ data and the protocol).
         [--seeds 0,1,2] [--epochs N] [--out benchmarks/results/keras_tier]
 
     python benchmarks/keras_tier.py --models regression_mlp --seeds 0 --epochs 2   # smoke run
+    python benchmarks/keras_tier.py --models resnet50 --reuse-adam benchmarks/results/keras_tier_resnet50/runs.csv
+        # only SymbolicRP() runs; the Adam rows come from the earlier run (same seeds, data and epochs)
 
 Outputs in ``--out``: ``runs.csv`` (one row per model, optimizer and seed), ``summary.csv`` (mean ± std over seeds
 and the verdicts), ``results.md`` (the table) and ``keras_tier.png`` (each optimizer's final training loss ÷
@@ -33,7 +35,12 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2", help="final seeds (the tuning seed is 1000)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: each model's own)")
     p.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "keras_tier"))
+    p.add_argument("--reuse-adam", default=None, metavar="RUNS_CSV",
+                   help="a previous runs.csv (same seeds and epochs): its Adam() and LR-tuned Adam rows are reused "
+                        "for the models it covers, and only SymbolicRP() runs there")
     args = p.parse_args(argv)
+    if args.reuse_adam is not None and not Path(args.reuse_adam).is_file():
+        p.error(f"--reuse-adam: no such file {args.reuse_adam}")
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
@@ -91,8 +98,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     frames = []
+    reuse = None if args.reuse_adam is None else pd.read_csv(args.reuse_adam)
     for name in args.models:
-        runs, lr = run_model(MODELS[name], args.seeds, epochs=args.epochs, log=lambda msg: print(msg, flush=True))
+        runs, lr = run_model(MODELS[name], args.seeds, epochs=args.epochs, log=lambda msg: print(msg, flush=True),
+                             reuse=reuse)
         frames.append(runs)
         atomic_write_text(out / "runs.csv", pd.concat(frames).to_csv(index=False))  # partial results survive
     runs = pd.concat(frames, ignore_index=True)

@@ -19,8 +19,8 @@ from rich.text import Text
 HELP = ("Learned and symbolic optimizers on TensorFlow 2 / Keras 3. 'tfl2o pipeline' runs every stage in one "
         "go and writes a report. The stages: train (meta-train an LSTM "
         "optimizer), evaluate (against tuned baselines), record (its behaviour), distill (a symbolic rule), show (a "
-        "rule or optimizer, with its invariants), tune (a rule's constants), export (SavedModels), benchmark (a task "
-        "suite).")
+        "rule or optimizer, with its invariants), tune (a rule's constants), tune-gain (its step gain), export "
+        "(SavedModels), benchmark (a task suite).")
 
 app = typer.Typer(
     name="tfl2o",

@@ -6,6 +6,7 @@ Commands::
     tfl2o train     meta-train a learned optimizer into a run directory (or --resume one)
     tfl2o evaluate  compare a trained run's optimizer (and symbolic rules) with learning-rate-tuned baselines
     tfl2o tune      meta-tune a symbolic rule's constants (or the ψ family) on a CNN or ResNet
+    tfl2o tune-gain choose a rule's per-coordinate step gain by a grid search on a task family
     tfl2o benchmark tuned baselines vs the shipped learned and symbolic optimizers on a task suite
     tfl2o record    record an optimizer's behaviour as a symbolic-regression dataset (.npy + manifest)
     tfl2o distill   distill a behaviour dataset into a symbolic rule (gplearn, sparse; operon optional)
@@ -34,7 +35,7 @@ from cli.pipeline_cmd import pipeline
 from cli.record_cmd import distill, record
 from cli.show_cmd import export, show
 from cli.train_cmd import evaluate, train
-from cli.tune_cmd import tune
+from cli.tune_cmd import tune, tune_gain
 
 __all__ = ["app", "cli_errors"]
 
@@ -63,7 +64,7 @@ def main(
 
 
 main.__doc__ = HELP  # the app's help (a callback's docstring is what typer shows)
-for command in (pipeline, train, evaluate, record, distill, show, tune, export, benchmark):  # the pipeline's order
+for command in (pipeline, train, evaluate, record, distill, show, tune, tune_gain, export, benchmark):  # the pipeline's order
     app.command()(cli_errors(command))
 
 

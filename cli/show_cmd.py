@@ -29,7 +29,7 @@ def show(
     table = Table(title=str(rule), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
-    table.add_row("update", f"Δθ = {r.output_scale:g} · f(x)")
+    _update_rows(table, r)
     table.add_row("f", r.infix)
     table.add_row("LaTeX", r.latex())
     if simplify:
@@ -44,6 +44,15 @@ def show(
     if check:
         _invariant_rows(table, r)
     console().print(table)
+
+
+def _update_rows(table, r) -> None:
+    """The update's form, and the step gain's constants when the rule has one."""
+    gain = r.feature_set.gain
+    table.add_row("update", f"Δθ = {r.output_scale:g} · f(x)" + (" · exp(lgain)" if gain else ""))
+    if gain:
+        table.add_row("step gain", f"per coordinate, starts at 1: × {gain.up:g} when g·m_(t−1) > 0, × {gain.down:g} "
+                                   f"when < 0, kept in [{gain.low:g}, {gain.high:g}]")
 
 
 def _invariant_rows(table, optimizer) -> None:

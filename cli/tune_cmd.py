@@ -101,3 +101,34 @@ def tune(
         summary["constants"] = ", ".join(f"{k}={v:.6g}" for k, v in summary.get("constants", {}).items())
         print_run("meta-tuning", summary, run_dir, _TUNE_ARTIFACTS)
         say(f"next: tfl2o evaluate {run_dir}   (tuned vs untuned rule vs tuned baselines on held-out runs)")
+
+
+_GAIN_ARTIFACTS = (
+    ("ratios.csv", "final loss ÷ tuned Adam's, per candidate and family member"),
+    ("scores.csv", "family score (weighted geometric mean of the ratios) per candidate, best first"),
+    ("rule.json", "the rule with the winning step gain"),
+    ("summary.json", "run summary"),
+)
+
+
+def tune_gain(
+    rule: Annotated[str, typer.Argument(help="The rule: a rule.json or a shipped rule (symbolic_rp_ema_family, …).")],
+    task_family: Annotated[str, typer.Option(
+        "--task-family", help="The family to choose on: a name (default, small) or a JSON file.")] = "default",
+    candidates: Annotated[Optional[str], typer.Option(
+        help="Candidates UP/DOWN or UP/DOWN/START, comma-separated, e.g. 1.05/0.95,1.05/0.93/0.3 (START scales "
+             "the rule's step).", show_default="1.03/0.97,1.05/0.95,1.05/0.94,1.05/0.93,1.07/0.93")] = None,
+    low: Annotated[float, typer.Option(help="The gain's lower bound, relative to the native step.")] = 0.01,
+    high: Annotated[float, typer.Option(help="The gain's upper bound, relative to the native step.")] = 30.0,
+    steps: Annotated[int, typer.Option(help="Steps of every run.")] = 200,
+    seeds: Annotated[str, typer.Option(help="Selection seeds, comma-separated.")] = "1000,1001",
+    out: Annotated[Path, typer.Option("--out", "-d", help="Output directory.")] = Path("runs/tune_gain"),
+) -> None:
+    """Choose a rule's per-coordinate step gain by a grid search on a task family (final loss ÷ tuned Adam's)."""
+    from tf_symbolic_l2o.tune.gain import DEFAULT_CANDIDATES, parse_candidates, run_gain_selection
+
+    check_positive(steps=steps)
+    grid = DEFAULT_CANDIDATES if candidates is None else parse_candidates(candidates, low, high)
+    summary = run_gain_selection(rule, task_family, out, grid, steps, int_list(seeds, "--seeds"), log=say)
+    summary["best"] = ", ".join(f"{k}={v:g}" for k, v in summary["best"].items())
+    print_run("step-gain selection", summary, out, _GAIN_ARTIFACTS)

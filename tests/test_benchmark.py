@@ -120,9 +120,9 @@ def test_optimizer_errors_and_state_size():
     with pytest.raises(ValueError, match="untuned"):
         make_optimizer("symbolic_rp", 0.1)
     with pytest.raises(ValueError, match="needs a learning rate"):
-        make_optimizer("symbolic_rp_ema_family+lr")
+        make_optimizer("symbolic_rp_gain+lr")
     # a preset's tuned twin: the same rule, its step times the multiplier, the same state
-    plain, scaled = make_optimizer("symbolic_rp_ema_family"), make_optimizer("symbolic_rp_ema_family+lr",
+    plain, scaled = make_optimizer("symbolic_rp_gain"), make_optimizer("symbolic_rp_gain+lr",
                                                                               tf.Variable(0.25))
     g = tf.constant([0.3, -1.2, 0.0, 2.0])
     sp, ss = plain.init_state(4), scaled.init_state(4)
@@ -172,9 +172,9 @@ def test_smoke_runs_end_to_end(smoke):
     # tuned optimizers ran their final seeds at a grid learning rate; shipped ones untuned
     profile_columns = pd.read_csv(out / "report" / "profile.csv").columns
     assert {"SymbolicRP()", "SymbolicRP(learning_rate tuned)"} <= set(profile_columns)  # named as users call them
-    assert "symbolic_rp_ema_family" not in profile_columns
+    assert "symbolic_rp_gain" not in profile_columns
     for r in finals:
-        if r.optimizer in suite.lr_grids and r.optimizer != "symbolic_rp_ema_family":
+        if r.optimizer in suite.lr_grids and r.optimizer != "symbolic_rp_gain":
             assert r.learning_rate in suite.lr_grids[r.optimizer]
         else:
             assert r.learning_rate is None
@@ -381,7 +381,7 @@ def test_readme_table_is_generated_from_saved_curves(smoke, tmp_path):
 
     from tf_symbolic_l2o.artifacts import saved_models_dir
 
-    metadata = json.loads((saved_models_dir() / "symbolic_rp_ema_family" / "rule.json").read_text())["metadata"]
+    metadata = json.loads((saved_models_dir() / "symbolic_rp_gain" / "rule.json").read_text())["metadata"]
     assert "r2_test" not in metadata and metadata["distilled_start"]["r2_test"] > 0.95
     assert "R² vs teacher" in table and "| SymbolicRP() | — |" in table
     readme.write_text("no block here\n")

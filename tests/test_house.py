@@ -93,7 +93,8 @@ def _registered_commands() -> list[str]:
 
 def test_every_command_body_is_short():
     commands = _registered_commands()
-    assert commands == ["pipeline", "train", "evaluate", "record", "distill", "show", "tune", "export", "benchmark"]
+    assert commands == ["pipeline", "train", "evaluate", "record", "distill", "show", "tune", "tune_gain", "export",
+                        "benchmark"]
     bodies = {}
     for path in (ROOT / "cli").glob("*_cmd.py"):
         for node in ast.parse(path.read_text()).body:

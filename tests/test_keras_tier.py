@@ -51,6 +51,15 @@ def test_run_model_tunes_adam_on_validation_and_runs_every_optimizer():
     # the test metric of the regression is the test MSE, which Keras's loss also is
     np.testing.assert_allclose(runs["test_metric"], runs["test_loss"], rtol=1e-5)
     assert sum("validation loss" in m for m in logs) == len(grid)
+    # reusing these Adam rows runs only SymbolicRP(): the same rows (fit is deterministic per seed), no tuning
+    logs.clear()
+    again, lr_again = kt.run_model(spec, seeds=(0, 1), grid=grid, epochs=1, log=logs.append, reuse=runs)
+    assert lr_again == lr and not any("validation loss" in m for m in logs)
+    cols = ["optimizer", "seed", "train_loss", "test_loss"]
+    pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), runs[cols].reset_index(drop=True), rtol=1e-6)
+    # a runs.csv without every seed's Adam rows is not reused: everything runs again
+    rerun, _ = kt.run_model(spec, seeds=(0, 2), grid=grid, epochs=1, log=logs.append, reuse=runs)
+    assert sum("validation loss" in m for m in logs) == len(grid) and list(rerun["seed"]) == [0, 2] * 3
 
 
 def test_summary_verdicts_by_hand():
@@ -88,7 +97,8 @@ def test_script_writes_its_results_and_refuses_bad_arguments(tmp_path, capsys):
     module_spec = importlib.util.spec_from_file_location("keras_tier_script", path)
     script = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(script)
-    for bad in (["--models", "vgg"], ["--seeds", "0,x"], ["--seeds", "1000"], ["--epochs", "0"]):
+    for bad in (["--models", "vgg"], ["--seeds", "0,x"], ["--seeds", "1000"], ["--epochs", "0"],
+                ["--reuse-adam", str(tmp_path / "missing.csv")]):
         with pytest.raises(SystemExit) as exit_info:
             script.main([*bad, "--out", str(tmp_path / "bad")])
         assert exit_info.value.code == 2

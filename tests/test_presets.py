@@ -10,7 +10,7 @@ import pytest
 from tf_symbolic_l2o.optimizers.presets import SymbolicDM, SymbolicRP, SymbolicRPsi, default_rule_path
 from tf_symbolic_l2o.rules import Rule
 
-PRESETS = [(SymbolicRP, "symbolic_rp_ema_family"), (SymbolicRPsi, "symbolic_rp_si"), (SymbolicDM, "symbolic_dm")]
+PRESETS = [(SymbolicRP, "symbolic_rp_gain"), (SymbolicRPsi, "symbolic_rp_si"), (SymbolicDM, "symbolic_dm")]
 MANIFEST = Path(__file__).resolve().parents[1] / "saved_models" / "MANIFEST.json"
 
 
@@ -19,7 +19,11 @@ def test_default_rules_ship_with_provenance(cls, folder):
     rule = Rule.load(default_rule_path(folder))
     entry = json.loads(MANIFEST.read_text())[folder]
     assert entry["produced_by"].startswith("tfl2o")  # made by this project's pipeline
-    if entry.get("family"):  # meta-tuned on a task family after distillation: its validation is recorded
+    if entry["produced_by"].startswith("tfl2o tune-gain"):  # a step gain chosen on a family: the grid is recorded
+        scores = entry["selection"]["candidates"]
+        assert rule.features["gain"] == entry["step_gain"] and len(scores) >= 2
+        assert entry["selection"]["family_score"] == min(scores.values()) < entry["selection"]["without_gain"]
+    elif entry.get("family"):  # meta-tuned on a task family after distillation: its validation is recorded
         assert entry["produced_by"].startswith("tfl2o tune") and entry["validation_loss"]["start"] > 0
     else:
         assert "r2_test" in entry and 0.0 < entry["r2_test"] <= 1.0

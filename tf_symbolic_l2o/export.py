@@ -109,7 +109,7 @@ class RuleModule(tf.Module):
         else:
             history = tf.zeros([0, n, self._num_features], grad.dtype)
         raw, _, (new_feat, new_history) = self._optimizer.forward(grad, (feat_state, history), step)
-        out = {"delta": self._optimizer.output_scale * raw, "raw": raw}
+        out = {"delta": self._optimizer.step_scale((new_feat, new_history)) * raw, "raw": raw}
         out.update({name: new_feat[name] for name in self._feature_names})
         if self._memlen > 1:
             out[HISTORY] = new_history

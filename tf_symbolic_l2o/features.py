@@ -25,6 +25,20 @@ name                  definition
 The EMAs of m̃ and g̃ summarise their past in one slot each, where a lag history keeps ``memlen − 1`` copies of every
 feature and shifts them every step: a rule on ``mt+gt+emt5+emt9+egt5+egt9`` at ``memlen`` 1 reads no history.
 
+**Step gain** (optional, ``FeatureSet(..., gain=StepGain())``): a per-coordinate multiplier on the rule's step that
+the optimizer adapts itself, so that one rule serves problems whose best step sizes differ by orders of magnitude.
+Its logarithm is the state slot ``lgain`` (zero at the start, so the gain starts at 1)::
+
+    lgain ← clip(lgain + (log up if g·m_{t−1} > 0, log down if g·m_{t−1} < 0, else 0), log low, log high)
+    Δθ    ← exp(lgain) · Δθ_rule
+
+It grows while the gradient keeps agreeing with the momentum m of the previous step and shrinks while it
+oscillates against it: the sign form of the multiplicative hypergradient step-size adaptation of Baydin et al.
+(ICLR 2018), per coordinate like Rprop's (Riedmiller & Braun, 1993). With ``log up ≈ −log down`` the gain settles
+where the gradient is uncorrelated with the momentum, so it also shrinks the step once noise dominates. It depends
+on the gradients only through the product g·m, which negating every gradient leaves unchanged, so an odd rule stays
+odd; a zero gradient leaves it unchanged.
+
 Column order is canonical (the order of :data:`FEATURE_NAMES`), whatever order a feature string lists them in,
 so ``"gt+mt"`` and ``"mt+gt"`` are the same feature set with columns ``[mt, gt]``.
 
@@ -36,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 from typing import Mapping
 
@@ -70,6 +85,42 @@ negated with the gradients (m, the momenta, m̂, m̃, g̃ and their EMAs, the ma
 _MOM_DECAY = {"mom5": 0.5, "mom9": 0.9, "mom99": 0.99}
 _MAGIC_P = {"mp2": 2.0, "mp25": 2.5, "mp3": 3.0}
 MAGIC_EPS = 1e-8
+
+
+@dataclasses.dataclass(frozen=True)
+class StepGain:
+    """The per-coordinate step gain's constants (see the module docstring): growth factor ``up`` ≥ 1, shrink factor
+    ``down`` in (0, 1], and the gain's range [``low``, ``high``] around its start 1."""
+
+    up: float = 1.05
+    down: float = 0.95
+    low: float = 0.01
+    high: float = 30.0
+
+    def __post_init__(self):
+        values = {k: getattr(self, k) for k in ("up", "down", "low", "high")}
+        bad = [k for k, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+               or not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"step gain: {', '.join(bad)} must be finite numbers, got {values}")
+        if not (self.up >= 1.0 and 0.0 < self.down <= 1.0 and 0.0 < self.low <= 1.0 <= self.high):
+            raise ValueError(f"step gain needs up >= 1, 0 < down <= 1 and 0 < low <= 1 <= high, got {values}")
+        for k, v in values.items():
+            object.__setattr__(self, k, float(v))
+
+    def config(self) -> dict:
+        return {"up": self.up, "down": self.down, "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_config(cls, config) -> "StepGain":
+        if isinstance(config, StepGain):
+            return config
+        if not isinstance(config, Mapping):
+            raise ValueError(f"step gain must be a dict with up, down, low, high, got {type(config).__name__}")
+        unknown = set(config) - {"up", "down", "low", "high"}
+        if unknown:
+            raise ValueError(f"unknown key(s) {sorted(map(str, unknown))} in the step gain; use up, down, low, high")
+        return cls(**config)
 
 
 def parse_features(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -164,14 +215,17 @@ class FeatureSet:
         beta1: decay of the first moment m (default 0.95).
         beta2: decay of the second moment v and of vᵖ (default 0.95).
         eps: ε in s = √v̂ + ε (1e-12 as in the authors' PyTorch code).
+        gain: a :class:`StepGain` (or its config dict) to adapt a per-coordinate multiplier on the step (state
+            ``m`` and ``lgain``); ``None`` (the default): no gain.
     """
 
     names: tuple[str, ...]
     beta1: float = 0.95
     beta2: float = 0.95
     eps: float = 1e-12
+    gain: StepGain | None = None
 
-    def __init__(self, names, beta1: float = 0.95, beta2: float = 0.95, eps: float = 1e-12):
+    def __init__(self, names, beta1: float = 0.95, beta2: float = 0.95, eps: float = 1e-12, gain=None):
         for label, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"{label} must be in [0, 1), got {b}")
@@ -181,6 +235,7 @@ class FeatureSet:
         object.__setattr__(self, "beta1", float(beta1))
         object.__setattr__(self, "beta2", float(beta2))
         object.__setattr__(self, "eps", float(eps))
+        object.__setattr__(self, "gain", None if gain is None else StepGain.from_config(gain))
 
     @property
     def num_features(self) -> int:
@@ -210,7 +265,9 @@ class FeatureSet:
                 need |= {"m", f"v_{n}"}
             elif n in _FEATURE_EMA:
                 need |= {"m", "v", n} if _FEATURE_EMA[n][0] == "mt" else {"v", n}
-        order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3", *_FEATURE_EMA)
+        if self.gain is not None:
+            need |= {"m", "lgain"}
+        order = ("m", "v", "mom5", "mom9", "mom99", "v_mp2", "v_mp25", "v_mp3", *_FEATURE_EMA, "lgain")
         return tuple(s for s in order if s in need)
 
     def init_state(self, shape, dtype="float32", backend: str = "tensorflow") -> dict[str, tf.Tensor]:
@@ -250,6 +307,12 @@ class FeatureSet:
         dtype = o.dtype(g)
         b1, b2 = o.constant(self.beta1, dtype), o.constant(self.beta2, dtype)
         new = {}
+        if "lgain" in state:  # the agreement of g with the momentum of the previous step
+            agree, gain = g * state["m"], self.gain
+            change = o.where(agree > 0, o.constant(math.log(gain.up), dtype) * o.ones_like(g),
+                             o.where(agree < 0, o.constant(math.log(gain.down), dtype) * o.ones_like(g),
+                                     o.zeros_like(g)))
+            new["lgain"] = o.clip(state["lgain"] + change, math.log(gain.low), math.log(gain.high))
         if "m" in state:
             new["m"] = b1 * state["m"] + (1.0 - b1) * g
         if "v" in state:
@@ -318,10 +381,16 @@ class FeatureSet:
                 cols.append(mhat() / (_root(vhat_p, p, o) + MAGIC_EPS))
         return o.stack(cols, axis=-1) if stack else cols
 
+    def step_gain(self, state: Mapping[str, tf.Tensor], backend: str = "tensorflow"):
+        """The per-coordinate multiplier on the step, ``exp(lgain)`` of an advanced state, or ``None`` without a
+        gain (see the module docstring)."""
+        return array_ops(backend).exp(state["lgain"]) if "lgain" in state else None
+
     def config(self) -> dict:
-        return {"names": self.spec, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        config = {"names": self.spec, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        return config if self.gain is None else {**config, "gain": self.gain.config()}
 
     @classmethod
     def from_config(cls, config: Mapping) -> "FeatureSet":
         return cls(config["names"], config.get("beta1", 0.95), config.get("beta2", 0.95),
-                   config.get("eps", 1e-12))
+                   config.get("eps", 1e-12), config.get("gain"))

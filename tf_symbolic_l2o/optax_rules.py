@@ -3,7 +3,7 @@
     import optax
     from tf_symbolic_l2o.optax_rules import symbolic_rule
 
-    tx = symbolic_rule("saved_models/symbolic_rp_ema_family/rule.json")
+    tx = symbolic_rule("saved_models/symbolic_rp_gain/rule.json")
     state = tx.init(params)
     updates, state = tx.update(grads, state, params)
     params = optax.apply_updates(params, updates)

@@ -81,7 +81,8 @@ def raw_output_fn(optimizer, output_scale: float):
         def step(grad, state, t, params):
             del params
             raw, _, state = optimizer.forward(grad, state, t)
-            return raw, output_scale * raw, state
+            scale = optimizer.step_scale(state) if hasattr(optimizer, "step_scale") else output_scale
+            return raw, scale * raw, state
     else:
         def step(grad, state, t, params):
             delta, state = optimizer.update(grad, state, t, params=params)

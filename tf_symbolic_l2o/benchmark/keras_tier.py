@@ -223,12 +223,30 @@ def fit(spec: TierModel, data: TierData, optimizer: keras.optimizers.Optimizer, 
             "seconds": seconds}
 
 
+def _reused_adam_rows(reuse: pd.DataFrame | None, model: str, seeds: Sequence[int]) -> pd.DataFrame | None:
+    """The Adam rows of ``model`` in a previous ``runs.csv`` when it holds both Adam rows for every seed, else None."""
+    if reuse is None:
+        return None
+    rows = reuse[(reuse["model"] == model) & reuse["optimizer"].isin(OPTIMIZERS[1:]) & reuse["seed"].isin(seeds)]
+    return rows if len(rows) == 2 * len(set(seeds)) else None
+
+
 def run_model(spec: TierModel, seeds: Sequence[int] = (0, 1, 2), grid: Sequence[float] = ADAM_GRID,
-              epochs: int | None = None, log: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, float]:
+              epochs: int | None = None, log: Callable[[str], None] | None = None,
+              reuse: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float]:
     """Tune Adam on ``grid``, then train every optimizer of :data:`OPTIMIZERS` for each seed. Returns one row per
-    (optimizer, seed) and the tuned learning rate."""
+    (optimizer, seed) and the tuned learning rate. ``reuse``: a previous ``runs.csv`` (same seeds and epochs) whose
+    Adam rows for this model are taken as they are, so only ``SymbolicRP()`` runs (Keras' Adam has not changed)."""
     log = log or (lambda msg: None)
     data = spec.data()
+    adam_rows = _reused_adam_rows(reuse, spec.name, seeds)
+    if adam_rows is not None:
+        lr = float(adam_rows.loc[adam_rows["optimizer"] == OPTIMIZERS[2], "learning_rate"].iloc[0])
+        log(f"{spec.name}: Adam rows reused (tuned lr {lr:g})")
+        rows = [{"model": spec.name, "optimizer": OPTIMIZERS[0], "learning_rate": None, "seed": int(seed),
+                 "metric": spec.metric, **fit(spec, data, make_optimizer(OPTIMIZERS[0]), seed, epochs)}
+                for seed in seeds]
+        return pd.concat([pd.DataFrame(rows), adam_rows], ignore_index=True), lr
 
     def score(lr: float) -> float:
         out = fit(spec, data, make_optimizer("Adam (LR tuned)", lr), TUNE_SEED, epochs, evaluate_on="val")

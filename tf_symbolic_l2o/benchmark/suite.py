@@ -41,7 +41,7 @@ DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
     **{name: PRESET_LR_GRID for name in TUNED_PRESETS},  # multipliers of the presets' native steps
 }
 FULL_OPTIMIZERS = ("adam", "adamw", "momentum", "rmsprop", "lion",
-                   "rp_mnist_mlp", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp",
+                   "rp_mnist_mlp", "symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp",
                    "symbolic_rp_small", "symbolic_psi_tuned",
                    "symbolic_rp_si", "symbolic_dm", *TUNED_PRESETS)
 
@@ -209,8 +209,8 @@ def smoke_suite() -> Suite:
                       "logistic regression on digits"),
     )
     grids = {"adam": (1e-2, 1e-1), "adamw": (1e-2, 1e-1), "lion": (1e-3, 1e-2), "momentum": (1e-3, 1e-2),
-             "rmsprop": (1e-2, 1e-1), "symbolic_rp_ema_family+lr": (0.3, 1.0)}
-    return Suite("smoke", tasks, ("adam", "adamw", "lion", "symbolic_rp_ema_family", "symbolic_rp_ema_family+lr"),
+             "rmsprop": (1e-2, 1e-1), "symbolic_rp_gain+lr": (0.3, 1.0)}
+    return Suite("smoke", tasks, ("adam", "adamw", "lion", "symbolic_rp_gain", "symbolic_rp_gain+lr"),
                  selection_seeds=(1000,), final_seeds=(0,), lr_grids=grids)
 
 

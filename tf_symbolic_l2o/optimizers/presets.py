@@ -1,18 +1,21 @@
 """Ready-made symbolic optimizers whose default rules ship in ``saved_models/``.
 
 Each default rule was produced by this project's own pipeline (``tfl2o train`` → ``tfl2o record`` →
-``tfl2o distill``, and for ``SymbolicRP`` then ``tfl2o tune --task-family``); ``saved_models/MANIFEST.json`` records
+``tfl2o distill``, and for ``SymbolicRP`` then ``tfl2o tune --task-family`` and ``tfl2o tune-gain``);
+``saved_models/MANIFEST.json`` records
 the commands, seeds and measured figures (R², closed-loop loss, validation). Pass ``rule=`` to use another rule with
 the same class name in configs.
 
 =================  ==================================================  ===========================================
 class              default rule                                        made from
 =================  ==================================================  ===========================================
-``SymbolicRP``     ``saved_models/symbolic_rp_ema_family/rule.json``   ``saved_models/symbolic_rp_ema`` (distilled
-                                                                       from ``rp_s``: m̃, g̃ and EMAs of m̃, g̃ with
-                                                                       decays 0.5, 0.9; 24 B/param, no lag
-                                                                       history), its constants meta-tuned on the
-                                                                       ``small`` family
+``SymbolicRP``     ``saved_models/symbolic_rp_gain/rule.json``         ``saved_models/symbolic_rp_ema_family``
+                                                                       (distilled from ``rp_s``: m̃, g̃ and EMAs
+                                                                       of m̃, g̃ with decays 0.5, 0.9, its
+                                                                       constants meta-tuned on the ``small``
+                                                                       family) with a per-coordinate step gain
+                                                                       chosen on the ``default`` family by
+                                                                       ``tfl2o tune-gain``; 28 B/param
 ``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``           ``rp_si`` (12 lags of m̃, g̃, mp25, mp3;
                                                                        192 B/param)
 ``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``              ``dm`` (lags of g, its momenta, m̃, g̃)
@@ -20,10 +23,14 @@ class              default rule                                        made from
 
 Every default rule is odd in the gradient by construction (distilled by ``tfl2o distill``'s default, odd search,
 from odd LSTM teachers) and passes :func:`~tf_symbolic_l2o.invariants.check_invariants`: no step at zero gradient,
-opposite steps for opposite gradients, descent on the sanity quadratics. ``SymbolicRP`` keeps six slots per
-parameter (m, v and four EMAs); ``SymbolicOptimizer("saved_models/symbolic_rp_family/rule.json")`` is the previous
-default, the 16-lag rule (128 B/param), and ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` the
-8 B/param variant (Adam's two slots), less faithful to its teacher.
+opposite steps for opposite gradients, descent on the sanity quadratics. ``SymbolicRP``'s step gain
+(:class:`~tf_symbolic_l2o.features.StepGain`) multiplies each coordinate's step by a factor that grows while the
+gradient agrees with the momentum and shrinks while it oscillates against it, so the same rule takes large steps on
+a smooth low-dimensional problem and small ones on a noisy deep network; it keeps the rule odd and at rest. It keeps
+seven slots per parameter (m, v, four EMAs and the gain's logarithm);
+``SymbolicOptimizer("saved_models/symbolic_rp_ema_family/rule.json")`` is the previous default, the same rule
+without the gain (24 B/param), and ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` the 8 B/param
+variant (Adam's two slots), less faithful to its teacher.
 
 The default learning rate is 1.0: the rule's native step (Δθ = 0.01·f(features)).
 """
@@ -55,11 +62,11 @@ class _Preset(SymbolicOptimizer):
 
 @keras.saving.register_keras_serializable(package="tfl2o")
 class SymbolicRP(_Preset):
-    """The symbolic RNNprop rule distilled by this project and meta-tuned on a task family (see the module
-    docstring); Keras arguments as :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default
+    """The symbolic RNNprop rule distilled by this project, meta-tuned on a task family and given a per-coordinate step
+    gain (see the module docstring); Keras arguments as :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default
     1.0)."""
 
-    _default = "symbolic_rp_ema_family"
+    _default = "symbolic_rp_gain"
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")

@@ -2,7 +2,7 @@
 
     features_t = FeatureSet.update(g_t)                 (the same module the LSTM optimizers use)
     x_t        = [features_t, features_{t-1}, …, features_{t-memlen+1}]   (zeros before the history fills)
-    Δθ_t       = output_scale · f(x_t)
+    Δθ_t       = output_scale · f(x_t)              (times the step gain exp(lgain_t) if the feature set has one)
 
 This follows the :class:`~tf_symbolic_l2o.functional.base.CoordinateOptimizer` protocol, so the meta-training engine,
 the evaluator and the recorder drive a rule exactly as they drive an LSTM.
@@ -85,8 +85,14 @@ class RuleOptimizer:
         x, feats, state = self.inputs(grad, state, step)
         return self.raw(x), feats, state
 
+    def step_scale(self, state):
+        """The factor from ``f(x)`` to the step for an advanced ``state``: ``output_scale``, times the per-coordinate
+        step gain when the feature set has one."""
+        gain = self.features.step_gain(state[0])
+        return self.output_scale if gain is None else self.output_scale * gain
+
     def update(self, grad, state, step, params=None):
-        """``(output_scale · f(x), new_state)``; ``params`` (θ) is not used."""
+        """``(output_scale · f(x) [· gain], new_state)``; ``params`` (θ) is not used."""
         del params
         raw, _, state = self.forward(grad, state, step)
-        return self.output_scale * raw, state
+        return self.step_scale(state) * raw, state

@@ -24,6 +24,9 @@ File format (``rule.json``, written atomically)::
       "metadata": {"source": "gplearn", "r2": 0.93}                      # free JSON
     }
 
+``features`` may also hold ``"gain": {"up": 1.05, "down": 0.95, "low": 0.01, "high": 30.0}``: a per-coordinate
+multiplier on the step that the optimizer adapts (:class:`~tf_symbolic_l2o.features.StepGain`).
+
 Loading validates everything (format version, known keys only, whitelisted operators, variable names, lags below
 ``memlen``, features of the feature set, finite numbers, bounded depth/size) and never evaluates text.
 """
@@ -57,7 +60,7 @@ MAX_MEMLEN = 1000
 
 _REQUIRED_KEYS = {"format", "expression", "features", "memlen"}
 _OPTIONAL_KEYS = {"infix", "output_scale", "metadata"}
-_FEATURE_KEYS = {"names", "beta1", "beta2", "eps"}
+_FEATURE_KEYS = {"names", "beta1", "beta2", "eps", "gain"}
 
 
 def _real(value, what: str) -> float:
@@ -96,11 +99,11 @@ def _normalize_features(features) -> dict:
                                            and all(isinstance(n, str) for n in names))):
             raise ValueError(f"features.names must be a string like 'mt+gt' or a list of names, got {short(names)}")
         kwargs = {k: _real(features[k], f"features.{k}") for k in ("beta1", "beta2", "eps") if k in features}
-        fs = FeatureSet(names, **kwargs)
+        fs = FeatureSet(names, **kwargs, gain=features.get("gain"))
     else:
         raise ValueError(f"features must be a FeatureSet, a string like 'mt+gt' or a dict, got "
                          f"{type(features).__name__}")
-    return {"names": fs.spec, "beta1": fs.beta1, "beta2": fs.beta2, "eps": fs.eps}
+    return fs.config()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +163,7 @@ class Rule:
     def feature_set(self) -> FeatureSet:
         """The :class:`FeatureSet` that computes this rule's features."""
         f = self.features
-        return FeatureSet(f["names"], beta1=f["beta1"], beta2=f["beta2"], eps=f["eps"])
+        return FeatureSet.from_config(f)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -28,7 +28,8 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[
         rule_fn: the rule on a dict of its inputs (``Rule.tf_fn()`` or ``Rule.keras_fn(backend)``).
         input_names: the rule's inputs (``Rule.inputs``, lag-major: ``[f0_0, f1_0, …, f0_1, …]``). Each is read
             straight from this step's features or the history (a view per input, no copy of the whole window).
-        output_scale: the rule's output scale.
+        output_scale: the rule's output scale (the step is ``lr · output_scale · f(x)``, times the feature set's
+            step gain if it has one).
         g: the gradient (dense), in the state's dtype.
         old_history: ``[memlen − 1, *g.shape, F]`` or ``None`` (``memlen == 1``).
         step: the 1-based step, ``lr`` the multiplier on the rule's step (both in ``g``'s dtype).
@@ -45,6 +46,9 @@ def rule_step(feature_set: FeatureSet, rule_fn: Callable, input_names: Sequence[
         raise ValueError(f"the rule has {len(input_names)} inputs, its features and history give {memlen * num}")
     x = {name: cols[i] if i < num else old_history[i // num - 1, ..., i % num] for i, name in enumerate(input_names)}
     delta = lr * o.constant(output_scale, o.dtype(g)) * rule_fn(x)
+    gain = fs.step_gain(state, backend)
+    if gain is not None:
+        delta = delta * gain
     new_history = None
     if old_history is not None:
         shifted = o.concatenate([o.stack(cols, axis=-1)[None], old_history[:-1]], axis=0)

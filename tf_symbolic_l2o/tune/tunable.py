@@ -140,7 +140,8 @@ class TunableRule(tf.Module):
             raw = self._optimizer._f(x, copies)
         d_const = tape.gradient(raw, copies, unconnected_gradients=tf.UnconnectedGradients.ZERO)  # K × [n]
         jac = tf.matmul(tf.stack(d_const, axis=1), self._selection)  # [n, K] @ [K, P]
-        return self.output_scale * raw, self.output_scale * jac, state
+        scale = self._optimizer.step_scale(state)
+        return scale * raw, (scale[:, None] if self._optimizer.features.gain else scale) * jac, state
 
     def tuned_rule(self, tuned: dict | None = None) -> Rule:
         """The rule with the current parameter values, in the canonical format; its metadata is

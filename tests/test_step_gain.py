@@ -122,3 +122,26 @@ def test_invariants_hold_with_the_gain():
 
     report = check_invariants(RuleOptimizer(gain_rule()))
     assert report.passed and len(report.results) == 3, str(report)
+
+
+def test_tunable_rule_jacobian_carries_the_gain():
+    """First-order meta-tuning's per-coordinate ∂Δ/∂constants (update_and_jacobian) equals a tape's through update(),
+    gain included, after a few steps in which the gain has moved."""
+    from tf_symbolic_l2o.tune.tunable import TunableRule
+
+    rule = Rule.from_dict({"format": "tfl2o-rule/1", "expression": ["mul", -0.8, ["tanh", ["mul", 1.5, "mt_0"]]],
+                           "features": {"names": "mt", "gain": GAIN}, "memlen": 1, "output_scale": 0.01})
+    tunable = TunableRule(rule)
+    grads = _grads()
+    state = tunable.init_state(5)
+    for i, g in enumerate(grads[:6]):
+        _, state = tunable.update(tf.constant(g, tf.float32), state, tf.constant(float(i + 1)))
+    g, step = tf.constant(grads[6], tf.float32), tf.constant(7.0)
+    delta, jac, _ = tunable.update_and_jacobian(g, state, step)
+    with tf.GradientTape(persistent=True) as tape:
+        ref, new_state = tunable.update(g, state, step)
+        coords = tf.unstack(ref)
+    expected = np.stack([tape.gradient(c, tunable.params).numpy() for c in coords])
+    np.testing.assert_allclose(delta.numpy(), ref.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(jac.numpy(), expected, rtol=1e-5, atol=1e-9)
+    assert not np.allclose(np.exp(new_state[0]["lgain"].numpy()), 1.0)  # the gain did move

@@ -243,27 +243,27 @@ def run_model(spec: TierModel, seeds: Sequence[int] = (0, 1, 2), grid: Sequence[
     if adam_rows is not None:
         lr = float(adam_rows.loc[adam_rows["optimizer"] == OPTIMIZERS[2], "learning_rate"].iloc[0])
         log(f"{spec.name}: Adam rows reused (tuned lr {lr:g})")
-        rows = [{"model": spec.name, "optimizer": OPTIMIZERS[0], "learning_rate": None, "seed": int(seed),
-                 "metric": spec.metric, **fit(spec, data, make_optimizer(OPTIMIZERS[0]), seed, epochs)}
-                for seed in seeds]
-        return pd.concat([pd.DataFrame(rows), adam_rows], ignore_index=True), lr
+        labels = [OPTIMIZERS[0]]
+    else:
+        labels = list(OPTIMIZERS)
 
-    def score(lr: float) -> float:
-        out = fit(spec, data, make_optimizer("Adam (LR tuned)", lr), TUNE_SEED, epochs, evaluate_on="val")
-        log(f"{spec.name}: Adam lr {lr:g} → validation loss {out['val_loss']:.4g}")
-        return out["val_loss"] if math.isfinite(out["val_loss"]) and math.isfinite(out["train_loss"]) else math.inf
+        def score(lr: float) -> float:
+            out = fit(spec, data, make_optimizer("Adam (LR tuned)", lr), TUNE_SEED, epochs, evaluate_on="val")
+            log(f"{spec.name}: Adam lr {lr:g} → validation loss {out['val_loss']:.4g}")
+            return out["val_loss"] if math.isfinite(out["val_loss"]) and math.isfinite(out["train_loss"]) else math.inf
 
-    lr = grid_search(list(grid), score, error=f"{spec.name}: Adam diverged at every learning rate of {list(grid)}"
-                     ).learning_rate
+        lr = grid_search(list(grid), score, error=f"{spec.name}: Adam diverged at every learning rate of {list(grid)}"
+                         ).learning_rate
     rows = []
-    for label in OPTIMIZERS:
+    for label in labels:
         for seed in seeds:
             out = fit(spec, data, make_optimizer(label, lr), seed, epochs)
             rows.append({"model": spec.name, "optimizer": label, "learning_rate": lr if label == "Adam (LR tuned)"
                          else None, "seed": int(seed), "metric": spec.metric, **out})
             log(f"{spec.name}: {label} seed {seed}: train loss {out['train_loss']:.4g}, test {spec.metric} "
                 f"{out['test_metric']:.4g} ({out['seconds']:.1f} s)")
-    return pd.DataFrame(rows), lr
+    runs = pd.DataFrame(rows)
+    return (runs if adam_rows is None else pd.concat([runs, adam_rows], ignore_index=True)), lr
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,8 @@ signature          inputs                                              outputs
 ``init_state``     ``n``: int32 scalar (number of coordinates)         one zero tensor per state entry (below)
 ``update``         ``grad``: float32 ``[n]``; ``step``: int32 scalar   ``delta`` float32 ``[n]`` (the step to *add*:
                    (1-based); every state entry                        θ ← θ + delta); ``raw`` ``[n]`` = f(x), i.e.
-                                                                       delta / output_scale; every new state entry
+                                                                       delta / output_scale (÷ exp(lgain) too for a
+                                                                       rule with a step gain); every new state entry
 =================  ==================================================  ================================================
 
 State entries are named after the feature state (:meth:`~tf_symbolic_l2o.features.FeatureSet.state_names`:

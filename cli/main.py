@@ -64,7 +64,8 @@ def main(
 
 
 main.__doc__ = HELP  # the app's help (a callback's docstring is what typer shows)
-for command in (pipeline, train, evaluate, record, distill, show, tune, tune_gain, export, benchmark):  # the pipeline's order
+# the pipeline's order
+for command in (pipeline, train, evaluate, record, distill, show, tune, tune_gain, export, benchmark):
     app.command()(cli_errors(command))
 
 

@@ -107,7 +107,8 @@ def test_rule_json_round_trip_and_minimal_keep_the_gain(tmp_path):
 
 
 @pytest.mark.parametrize("gain, match", [
-    ({"up": 0.9}, "up >= 1"), ({"down": 1.5}, "0 < down <= 1"), ({"low": 2.0}, "low <= 1"), ({"high": 0.5}, "1 <= high"),
+    ({"up": 0.9}, "up >= 1"), ({"down": 1.5}, "0 < down <= 1"), ({"low": 2.0}, "low <= 1"),
+    ({"high": 0.5}, "1 <= high"),
     ({"up": float("nan")}, "finite"), ({"up": "fast"}, "finite"), ({"speed": 1.0}, "unknown key"),
     ([1.05, 0.95], "must be a dict"),
 ])

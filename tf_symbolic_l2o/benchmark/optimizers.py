@@ -40,8 +40,8 @@ __all__ = ["AdamW", "LABELS", "LEARNED", "Lion", "PRESETS", "PRESET_LR_GRID", "R
 
 TUNED = ("adam", "adamw", "momentum", "rmsprop", "lion")
 LEARNED = ("rp_mnist_mlp",)
-RULES = ("symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp", "symbolic_rp_small",
-         "symbolic_psi_tuned", "symbolic_rp_si", "symbolic_dm")
+RULES = ("symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp",
+         "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si", "symbolic_dm")
 #: The rules behind the Keras presets, labelled as the presets are called.
 PRESETS = {"symbolic_rp_gain": "SymbolicRP()", "symbolic_rp_si": "SymbolicRPsi()", "symbolic_dm": "SymbolicDM()"}
 #: Each preset's rule with a tuned learning-rate multiplier.

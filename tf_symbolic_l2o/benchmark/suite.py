@@ -41,8 +41,8 @@ DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
     **{name: PRESET_LR_GRID for name in TUNED_PRESETS},  # multipliers of the presets' native steps
 }
 FULL_OPTIMIZERS = ("adam", "adamw", "momentum", "rmsprop", "lion",
-                   "rp_mnist_mlp", "symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp",
-                   "symbolic_rp_small", "symbolic_psi_tuned",
+                   "rp_mnist_mlp", "symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema",
+                   "symbolic_rp_family", "symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned",
                    "symbolic_rp_si", "symbolic_dm", *TUNED_PRESETS)
 
 

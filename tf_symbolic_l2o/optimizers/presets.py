@@ -63,8 +63,8 @@ class _Preset(SymbolicOptimizer):
 @keras.saving.register_keras_serializable(package="tfl2o")
 class SymbolicRP(_Preset):
     """The symbolic RNNprop rule distilled by this project, meta-tuned on a task family and given a per-coordinate step
-    gain (see the module docstring); Keras arguments as :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the rule's step (default
-    1.0)."""
+    gain (see the module docstring); Keras arguments as :class:`SymbolicOptimizer`, ``learning_rate`` multiplies the
+    rule's step (default 1.0)."""
 
     _default = "symbolic_rp_gain"
 

@@ -13,9 +13,7 @@ from tf_symbolic_l2o.tasks.registry import make_task
 from tf_symbolic_l2o.tune.gain import parse_candidates, with_gain
 
 from test_cli import assert_one_line_error, invoke
-
-QUAD_A = {"name": "quadratic", "dim": 5, "problem_seed": 3}
-QUAD_B = {"name": "quadratic", "dim": 8, "problem_seed": 4, "noise_std": 0.1}
+from test_family import QUAD_A, QUAD_B
 STEPS = 30
 
 

@@ -309,9 +309,8 @@ class FeatureSet:
         new = {}
         if "lgain" in state:  # the agreement of g with the momentum of the previous step
             agree, gain = g * state["m"], self.gain
-            change = o.where(agree > 0, o.constant(math.log(gain.up), dtype) * o.ones_like(g),
-                             o.where(agree < 0, o.constant(math.log(gain.down), dtype) * o.ones_like(g),
-                                     o.zeros_like(g)))
+            log_up, log_down = o.constant(math.log(gain.up), dtype), o.constant(math.log(gain.down), dtype)
+            change = o.where(agree > 0, log_up, o.where(agree < 0, log_down, o.zeros_like(g)))  # scalars broadcast
             new["lgain"] = o.clip(state["lgain"] + change, math.log(gain.low), math.log(gain.high))
         if "m" in state:
             new["m"] = b1 * state["m"] + (1.0 - b1) * g

@@ -64,14 +64,11 @@ class GainSelection:
 
 
 def _final_loss(harness, seeds: Sequence[int], steps: int) -> float:
+    """The mean over ``seeds`` of each run's final loss (:func:`~tf_symbolic_l2o.meta.evaluate.final_loss`)."""
+    from tf_symbolic_l2o.meta.evaluate import final_loss
     from tf_symbolic_l2o.seeds import step_seed
 
-    values = []
-    for seed in seeds:
-        losses = harness.run(step_seed(int(seed)), steps).losses
-        tail = float(np.mean(losses[-max(1, len(losses) // 10):]))
-        values.append(tail if math.isfinite(tail) else math.inf)
-    return float(np.mean(values))
+    return float(np.mean([final_loss(harness.run(step_seed(int(seed)), steps).losses) for seed in seeds]))
 
 
 def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict] = DEFAULT_CANDIDATES, steps: int = 200,
@@ -80,7 +77,7 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict] = DEFA
     import tensorflow as tf
 
     from tf_symbolic_l2o.functional.registry import make_optimizer
-    from tf_symbolic_l2o.harness import Harness
+    from tf_symbolic_l2o.harness import Harness, grid_search
     from tf_symbolic_l2o.rules.coordinate import RuleOptimizer
     from tf_symbolic_l2o.tasks.registry import make_task
 
@@ -95,13 +92,14 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict] = DEFA
         task = make_task(member["task"], split="meta_train")
         lr = tf.Variable(1e-3, trainable=False, dtype=tf.float32)
         adam = Harness(task, make_optimizer("adam", lr))
-        best_adam = math.inf
-        for value in ADAM_GRID:
+
+        def adam_score(value: float) -> float:
             lr.assign(value)
-            best_adam = min(best_adam, _final_loss(adam, seeds, steps))
-        if not math.isfinite(best_adam):
-            raise ValueError(f"family member {member['label']!r}: Adam diverged at every learning rate of "
-                             f"{list(ADAM_GRID)}; it cannot normalise this member")
+            return _final_loss(adam, seeds, steps)
+
+        search = grid_search(ADAM_GRID, adam_score, error=f"family member {member['label']!r}: Adam diverged at every "
+                                                          f"learning rate of {list(ADAM_GRID)}; it cannot normalise it")
+        best_adam = search.scores[search.index]
         log(f"{member['label']}: tuned Adam {best_adam:.4g}")
         for i, r in enumerate(rules):
             loss = _final_loss(Harness(task, RuleOptimizer(r)), seeds, steps)

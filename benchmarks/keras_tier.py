@@ -39,8 +39,8 @@ def parse_args(argv=None):
                    help="a previous runs.csv (same seeds and epochs): its Adam() and LR-tuned Adam rows are reused "
                         "for the models it covers, and only SymbolicRP() runs there")
     args = p.parse_args(argv)
-    if args.reuse_adam is not None and not Path(args.reuse_adam).is_file():
-        p.error(f"--reuse-adam: no such file {args.reuse_adam}")
+    if args.reuse_adam is not None:
+        args.reuse_adam = _read_runs(p, args.reuse_adam)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
@@ -54,6 +54,22 @@ def parse_args(argv=None):
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be a positive integer, got {args.epochs}")
     return args
+
+
+def _read_runs(p, path: str):
+    """The ``runs.csv`` given to ``--reuse-adam``, or a one-line argparse error (exit 2) if it is not one."""
+    import pandas as pd
+
+    if not Path(path).is_file():
+        p.error(f"--reuse-adam: no such file {path}")
+    try:
+        runs = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        p.error(f"--reuse-adam: {path} is not a CSV file ({str(e).splitlines()[0]})")
+    missing = {"model", "optimizer", "learning_rate", "seed"} - set(runs.columns)
+    if missing:
+        p.error(f"--reuse-adam: {path} is not a keras_tier runs.csv (no column {', '.join(sorted(missing))})")
+    return runs
 
 
 def _plot(summary, path: Path) -> None:
@@ -98,10 +114,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     frames = []
-    reuse = None if args.reuse_adam is None else pd.read_csv(args.reuse_adam)
     for name in args.models:
         runs, lr = run_model(MODELS[name], args.seeds, epochs=args.epochs, log=lambda msg: print(msg, flush=True),
-                             reuse=reuse)
+                             reuse=args.reuse_adam)
         frames.append(runs)
         atomic_write_text(out / "runs.csv", pd.concat(frames).to_csv(index=False))  # partial results survive
     runs = pd.concat(frames, ignore_index=True)

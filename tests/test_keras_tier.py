@@ -97,8 +97,10 @@ def test_script_writes_its_results_and_refuses_bad_arguments(tmp_path, capsys):
     module_spec = importlib.util.spec_from_file_location("keras_tier_script", path)
     script = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(script)
+    not_runs = tmp_path / "other.csv"
+    not_runs.write_text("a,b\n1,2\n")
     for bad in (["--models", "vgg"], ["--seeds", "0,x"], ["--seeds", "1000"], ["--epochs", "0"],
-                ["--reuse-adam", str(tmp_path / "missing.csv")]):
+                ["--reuse-adam", str(tmp_path / "missing.csv")], ["--reuse-adam", str(not_runs)]):
         with pytest.raises(SystemExit) as exit_info:
             script.main([*bad, "--out", str(tmp_path / "bad")])
         assert exit_info.value.code == 2

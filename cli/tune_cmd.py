@@ -10,7 +10,7 @@ import typer
 from cli.common import (DataDirOption, DepthOption, EpochLenOption, InitOption, InputShapeOption, JitCompileOption,
                         MetaClipNormOption, ModelOption, NoProgressOption, ProgressBar, ResumeOption, RunSeedOption,
                         TaskFamilyOption, UnrollOption, check_positive, drop_none, interruptible, note_ignored,
-                        int_list, parse_clip, parse_jit, print_run, say)
+                        int_list, number_list, parse_clip, parse_jit, print_run, say)
 
 _TUNE_ARTIFACTS = (
     ("config.json", "run configuration (with the starting rule)"),
@@ -117,18 +117,28 @@ def tune_gain(
         "--task-family", help="The family to choose on: a name (default, small) or a JSON file.")] = "default",
     candidates: Annotated[Optional[str], typer.Option(
         help="Candidates UP/DOWN or UP/DOWN/START, comma-separated, e.g. 1.05/0.95,1.05/0.93/0.3 (START scales "
-             "the rule's step).", show_default="1.03/0.97,1.05/0.95,1.05/0.94,1.05/0.93,1.07/0.93")] = None,
-    low: Annotated[float, typer.Option(help="The gain's lower bound, relative to the native step.")] = 0.01,
+             "the rule's step).", show_default="1.05/0.95,1.05/0.94,1.05/0.93")] = None,
+    low: Annotated[Optional[str], typer.Option(
+        help="The gain's lower bound(s), relative to the native step; a comma list multiplies the candidates.",
+        show_default="0.01,0.0001")] = None,
     high: Annotated[float, typer.Option(help="The gain's upper bound, relative to the native step.")] = 30.0,
-    steps: Annotated[int, typer.Option(help="Steps of every run.")] = 200,
+    horizons: Annotated[str, typer.Option(
+        help="Steps of the runs, comma-separated; 'max' is each member's longest horizon.")] = "200,max",
+    ratio_floor: Annotated[float, typer.Option(
+        help="Floor of a member's ratio to tuned Adam in the score (0.1: 10× better counts as 10×).")] = 0.1,
     seeds: Annotated[str, typer.Option(help="Selection seeds, comma-separated.")] = "1000,1001",
+    reuse_adam: Annotated[Optional[Path], typer.Option(
+        help="An earlier run's ratios.csv (same family, horizons and seeds): reuse its tuned Adam losses.")] = None,
     out: Annotated[Path, typer.Option("--out", "-d", help="Output directory.")] = Path("runs/tune_gain"),
 ) -> None:
     """Choose a rule's per-coordinate step gain by a grid search on a task family (final loss ÷ tuned Adam's)."""
-    from tf_symbolic_l2o.tune.gain import DEFAULT_CANDIDATES, parse_candidates, run_gain_selection
+    from tf_symbolic_l2o.tune.gain import DEFAULT_CANDIDATES, DEFAULT_LOWS, load_adam_losses, parse_candidates, \
+        parse_horizons, run_gain_selection
 
-    check_positive(steps=steps)
-    grid = DEFAULT_CANDIDATES if candidates is None else parse_candidates(candidates, low, high)
-    summary = run_gain_selection(rule, task_family, out, grid, steps, int_list(seeds, "--seeds"), log=say)
+    lows = DEFAULT_LOWS if low is None else number_list(low, "--low", float)
+    grid = parse_candidates(candidates or DEFAULT_CANDIDATES, lows, high)
+    adam = None if reuse_adam is None else load_adam_losses(reuse_adam)
+    summary = run_gain_selection(rule, task_family, out, grid, parse_horizons(horizons), int_list(seeds, "--seeds"),
+                                 ratio_floor, adam, log=say)
     summary["best"] = ", ".join(f"{k}={v:g}" for k, v in summary["best"].items())
     print_run("step-gain selection", summary, out, _GAIN_ARTIFACTS)

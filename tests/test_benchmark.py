@@ -99,8 +99,9 @@ def test_horizon_scale_multiplies_every_budget():
     assert long.name == "full_x5" and [t.steps for t in long.tasks] == [5 * t.steps for t in base.tasks]
     assert long.final_seeds == base.final_seeds and long.optimizers == base.optimizers
     assert get_suite("full", horizon_scale=1) == base
-    few = get_suite("smoke", optimizers=["adam", "symbolic_dm+lr"])
-    assert few.optimizers == ("adam", "symbolic_dm+lr") and few.lr_grids["symbolic_dm+lr"] == (0.03, 0.1, 0.3, 1.0, 3.0)
+    few = get_suite("smoke", optimizers=["adam", "symbolic_dm_gain+lr"])
+    assert few.optimizers == ("adam", "symbolic_dm_gain+lr")
+    assert few.lr_grids["symbolic_dm_gain+lr"] == (0.03, 0.1, 0.3, 1.0, 3.0)
     assert few.lr_grids["adam"] == get_suite("smoke").lr_grids["adam"]  # the suite's own grid is kept
     with pytest.raises(ValueError, match="unknown benchmark optimizer"):
         get_suite("smoke", optimizers=["adam", "sgd9"])

@@ -1,7 +1,8 @@
 """Ready-made symbolic optimizers whose default rules ship in ``saved_models/``.
 
 Each default rule was produced by this project's own pipeline (``tfl2o train`` → ``tfl2o record`` →
-``tfl2o distill``, and for ``SymbolicRP`` then ``tfl2o tune --task-family`` and ``tfl2o tune-gain``);
+``tfl2o distill``, for ``SymbolicRP`` then ``tfl2o tune --task-family``, and for both
+``SymbolicRP`` and ``SymbolicDM`` ``tfl2o tune-gain``);
 ``saved_models/MANIFEST.json`` records
 the commands, seeds and measured figures (R², closed-loop loss, validation). Pass ``rule=`` to use another rule with
 the same class name in configs.
@@ -18,7 +19,10 @@ class              default rule                                        made from
                                                                        ``tfl2o tune-gain``; 28 B/param
 ``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``           ``rp_si`` (12 lags of m̃, g̃, mp25, mp3;
                                                                        192 B/param)
-``SymbolicDM``     ``saved_models/symbolic_dm/rule.json``              ``dm`` (lags of g, its momenta, m̃, g̃)
+``SymbolicDM``     ``saved_models/symbolic_dm_gain/rule.json``         ``saved_models/symbolic_dm`` (distilled from
+                                                                       ``dm``: lags of g, its momenta, m̃, g̃)
+                                                                       with a step gain chosen on the ``default``
+                                                                       family by ``tfl2o tune-gain``; 96 B/param
 =================  ==================================================  ===========================================
 
 Every default rule is odd in the gradient by construction (distilled by ``tfl2o distill``'s default, odd search,
@@ -78,6 +82,6 @@ class SymbolicRPsi(_Preset):
 
 @keras.saving.register_keras_serializable(package="tfl2o")
 class SymbolicDM(_Preset):
-    """The symbolic DM rule (gradient history) distilled by this project."""
+    """The symbolic DM rule (gradient history) distilled by this project, with a per-coordinate step gain."""
 
-    _default = "symbolic_dm"
+    _default = "symbolic_dm_gain"

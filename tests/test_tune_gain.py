@@ -122,3 +122,21 @@ def test_reused_adam_losses_normalise_instead_of_tuning_adam_again(tmp_path):
         result = invoke("tune-gain", rule_path, *args, "--reuse-adam", tmp_path / path, "--out", tmp_path / "never")
         assert_one_line_error(result, fragment)
         assert not (tmp_path / "never").exists()
+
+
+def test_the_help_shows_the_library_defaults():
+    """The CLI states its defaults as literals (it does not import the library to show --help); they must be the
+    library's."""
+    import inspect
+    import typing
+
+    from cli.tune_cmd import tune_gain
+    from tf_symbolic_l2o.tune.gain import DEFAULT_CANDIDATES, DEFAULT_HORIZONS, DEFAULT_LOWS, DEFAULT_RATIO_FLOOR
+
+    hints = typing.get_type_hints(tune_gain, include_extras=True)
+    shown = {name: hints[name].__metadata__[0].show_default for name in ("candidates", "low")}
+    assert shown["candidates"] == DEFAULT_CANDIDATES
+    assert [float(v) for v in shown["low"].split(",")] == list(DEFAULT_LOWS)
+    defaults = {name: p.default for name, p in inspect.signature(tune_gain).parameters.items()}
+    assert defaults["horizons"] == ",".join(str(h) for h in DEFAULT_HORIZONS)
+    assert defaults["ratio_floor"] == DEFAULT_RATIO_FLOOR

@@ -105,7 +105,7 @@ def tune(
 
 _GAIN_ARTIFACTS = (
     ("ratios.csv", "final loss ÷ tuned Adam's, per candidate and family member"),
-    ("scores.csv", "family score (weighted geometric mean of the ratios) per candidate, best first"),
+    ("scores.csv", "family score (weighted geometric mean of the ratios) per candidate, best first; -1: no gain"),
     ("rule.json", "the rule with the winning step gain"),
     ("summary.json", "run summary"),
 )
@@ -129,6 +129,8 @@ def tune_gain(
     seeds: Annotated[str, typer.Option(help="Selection seeds, comma-separated.")] = "1000,1001",
     reuse_adam: Annotated[Optional[Path], typer.Option(
         help="An earlier run's ratios.csv (same family, horizons and seeds): reuse its tuned Adam losses.")] = None,
+    reference: Annotated[bool, typer.Option(
+        "--reference/--no-reference", help="Also score the rule without a gain (candidate -1), never chosen.")] = True,
     out: Annotated[Path, typer.Option("--out", "-d", help="Output directory.")] = Path("runs/tune_gain"),
 ) -> None:
     """Choose a rule's per-coordinate step gain by a grid search on a task family (final loss ÷ tuned Adam's)."""
@@ -139,6 +141,6 @@ def tune_gain(
     grid = parse_candidates(candidates or DEFAULT_CANDIDATES, lows, high)
     adam = None if reuse_adam is None else load_adam_losses(reuse_adam)
     summary = run_gain_selection(rule, task_family, out, grid, parse_horizons(horizons), int_list(seeds, "--seeds"),
-                                 ratio_floor, adam, log=say)
+                                 ratio_floor, adam, log=say, reference=reference)
     summary["best"] = ", ".join(f"{k}={v:g}" for k, v in summary["best"].items())
     print_run("step-gain selection", summary, out, _GAIN_ARTIFACTS)

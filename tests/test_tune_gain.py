@@ -36,15 +36,19 @@ def test_tune_gain_scores_candidates_and_writes_the_winner(tmp_path):
                     "--low", 0.01, "--horizons", f"{STEPS},max", "--ratio-floor", 0.5, "--seeds", "1000", "--out", out)
     assert result.exit_code == 0, result.output
     ratios, scores = pd.read_csv(out / "ratios.csv"), pd.read_csv(out / "scores.csv")
-    # qa runs at 30 and at its longest horizon (60); qb declares none, so 'max' is the largest number given (30)
-    assert len(ratios) == 9 and sorted(set(zip(ratios.member, ratios.steps))) == [("qa", 30), ("qa", LONG),
-                                                                                   ("qb", 30)]
-    # a gain that never moves (up = down = 1) is the rule itself: its final loss, recomputed without the gain
+    # qa runs at 30 and at its longest horizon (60); qb declares none, so 'max' is the largest number given (30);
+    # three candidates and the reference (-1, the rule without a gain) on each
+    assert len(ratios) == 12 and sorted(set(zip(ratios.member, ratios.steps))) == [("qa", 30), ("qa", LONG),
+                                                                                    ("qb", 30)]
+    assert sorted(set(ratios.candidate)) == [-1, 0, 1, 2]
+    # a gain that never moves (up = down = 1) is the rule itself, and so is the reference: their final losses,
+    # recomputed without the gain
     for member, spec, steps in (("qa", QUAD_A, STEPS), ("qa", QUAD_A, LONG), ("qb", QUAD_B, STEPS)):
         losses = Harness(make_task(spec, split="meta_train"), RuleOptimizer(rule)).run(step_seed(1000), steps).losses
-        row = ratios[(ratios.candidate == 0) & (ratios.member == member) & (ratios.steps == steps)].iloc[0]
-        assert np.isclose(row.final_loss, np.mean(losses[-(steps // 10):]), rtol=1e-6)
-        assert np.isclose(row.ratio, row.final_loss / row.adam_final_loss)
+        for candidate in (0, -1):
+            row = ratios[(ratios.candidate == candidate) & (ratios.member == member) & (ratios.steps == steps)].iloc[0]
+            assert np.isclose(row.final_loss, np.mean(losses[-(steps // 10):]), rtol=1e-6)
+            assert np.isclose(row.ratio, row.final_loss / row.adam_final_loss)
     # the family score is the weighted geometric mean of the ratios floored at 0.5 (qa's weight 2 split over its two
     # horizons, qb's 1), best first
     for _, s in scores.iterrows():
@@ -52,12 +56,17 @@ def test_tune_gain_scores_candidates_and_writes_the_winner(tmp_path):
         assert np.isclose(s.family_score, (r["qa", STEPS] * r["qa", LONG] * r["qb", STEPS]) ** (1 / 3))
         assert np.isclose(s.worst_ratio, ratios[ratios.candidate == s.candidate].ratio.max())
     assert list(scores.family_score) == sorted(scores.family_score)
-    best = int(scores.candidate.iloc[0])
+    reference = scores[scores.candidate == -1].iloc[0]
+    assert np.isnan(reference.up) and np.isnan(reference.low)  # no gain constants
+    best = int(scores.candidate[scores.candidate >= 0].iloc[0])  # the reference is never chosen
     candidates = parse_candidates("1/1,1.2/0.9,1.3/0.8/3")
     assert Rule.load(out / "rule.json").to_dict()["features"] == with_gain(rule, candidates[best]).features
     summary = json.loads((out / "summary.json").read_text())
     assert summary["family"] == "quads" and summary["members"] == 2 and summary["candidates"] == 3
     assert summary["horizons"] == f"{STEPS},max" and summary["ratio_floor"] == 0.5
+    assert np.isclose(summary["family_score"], scores.set_index("candidate").family_score[best])
+    assert np.isclose(summary["without_gain"], reference.family_score)
+    assert np.isclose(summary["without_gain_worst_ratio"], reference.worst_ratio)
 
 
 def test_lower_bounds_multiply_the_candidates_and_max_is_the_longest_horizon():
@@ -103,9 +112,12 @@ def test_bad_horizons_or_floor_exit_2_and_write_nothing(tmp_path):
 def test_reused_adam_losses_normalise_instead_of_tuning_adam_again(tmp_path):
     _, rule_path, family = _files(tmp_path)
     first = tmp_path / "first"
-    args = ("--task-family", family, "--candidates", "1.2/0.9", "--low", 0.01, "--horizons", STEPS, "--seeds", "1000")
+    args = ("--task-family", family, "--candidates", "1.2/0.9", "--low", 0.01, "--horizons", STEPS, "--seeds", "1000",
+            "--no-reference")
     assert invoke("tune-gain", rule_path, *args, "--out", first).exit_code == 0
     ratios = pd.read_csv(first / "ratios.csv")
+    assert set(ratios.candidate) == {0}  # --no-reference: the rule without a gain did not run
+    assert "without_gain" not in json.loads((first / "summary.json").read_text())
     doctored = ratios.assign(adam_final_loss=ratios.adam_final_loss * 4.0)  # values Adam would never give
     doctored.to_csv(tmp_path / "doctored.csv", index=False)
     again = tmp_path / "again"

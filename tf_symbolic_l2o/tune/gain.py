@@ -9,7 +9,9 @@ horizon is its final loss (mean of the last 10 % of steps, averaged over the see
 Adam's on the same runs, floored at ``ratio_floor`` (beating tuned Adam by more than 1/floor on one member cannot
 buy a loss on another: members whose loss goes to zero would otherwise dominate); its family score is the weighted
 geometric mean of those ratios (a member's weight split over its horizons), so no member dominates by the scale of
-its loss, as the family's ``adam`` normaliser does for meta-training. The lowest family score wins.
+its loss, as the family's ``adam`` normaliser does for meta-training. The lowest family score wins. The rule without
+a gain runs on the same members, horizons and seeds as a reference (candidate −1 in the tables): its score says
+what the gain buys, and it is never chosen.
 
 A candidate is ``{"up": …, "down": …, "low": …, "high": …, "start": …}``: ``start`` (default 1) scales the rule's
 ``output_scale``, and ``low`` and ``high`` are relative to the rule's native step, so the candidates share one range.
@@ -37,6 +39,8 @@ ADAM_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 DEFAULT_HORIZONS = (200, "max")
 #: The default floor of a member's ratio to tuned Adam (more than 10× better counts as 10×).
 DEFAULT_RATIO_FLOOR = 0.1
+#: The candidate number of the reference, the rule without a gain, in ``ratios.csv`` and ``scores.csv``.
+REFERENCE = -1
 
 
 def with_gain(rule: Rule, candidate: dict[str, Any] | None) -> Rule:
@@ -57,8 +61,8 @@ def with_gain(rule: Rule, candidate: dict[str, Any] | None) -> Rule:
 @dataclasses.dataclass
 class GainSelection:
     """The outcome of :func:`select_step_gain`: ``ratios`` (one row per candidate and member: final loss, Adam's,
-    their ratio), ``scores`` (per candidate: family score and worst ratio, best first), the winning candidate and
-    the rule with its gain."""
+    their ratio), ``scores`` (per candidate: family score and worst ratio, best first; the reference, the rule
+    without a gain, is candidate −1 without gain constants), the winning candidate and the rule with its gain."""
 
     ratios: pd.DataFrame
     scores: pd.DataFrame
@@ -104,10 +108,11 @@ def parse_horizons(text: str) -> list[int | str]:
 def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
                      horizons: Sequence[int | str] = DEFAULT_HORIZONS, seeds: Sequence[int] = (1000, 1001),
                      ratio_floor: float = DEFAULT_RATIO_FLOOR, adam_losses: dict[tuple[str, int], float] | None = None,
-                     log: Callable[[str], Any] | None = None) -> GainSelection:
+                     log: Callable[[str], Any] | None = None, reference: bool = True) -> GainSelection:
     """Grid-search the step gain of ``rule`` on ``family`` (a normalised family spec, see the module docstring).
     ``adam_losses`` (``{(member label, steps): tuned Adam's final loss}``, e.g. :func:`load_adam_losses` of an
-    earlier run on the same family, horizons and seeds) skips tuning Adam where it has the value."""
+    earlier run on the same family, horizons and seeds) skips tuning Adam where it has the value. ``reference``:
+    also score the rule without a gain (candidate −1)."""
     import tensorflow as tf
 
     from tf_symbolic_l2o.functional.registry import make_optimizer
@@ -124,6 +129,7 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
     if not (math.isfinite(ratio_floor) and 0 <= ratio_floor < 1):
         raise ValueError(f"the ratio floor must be a number in [0, 1), got {ratio_floor}")
     rules = [with_gain(rule, c) for c in candidates]  # validates every candidate before anything runs
+    labelled = list(enumerate(rules)) + ([(REFERENCE, with_gain(rule, None))] if reference else [])
     adam_losses = dict(adam_losses or {})
     missing = [f"{m['label']}@{s}" for m in family["members"] for s in member_steps(m, horizons)
                if (m["label"], s) not in adam_losses]
@@ -135,7 +141,7 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
         task = make_task(member["task"], split="meta_train")
         lr = tf.Variable(1e-3, trainable=False, dtype=tf.float32)
         adam = Harness(task, make_optimizer("adam", lr))
-        runs = [Harness(task, RuleOptimizer(r)) for r in rules]
+        runs = [(i, Harness(task, RuleOptimizer(r))) for i, r in labelled]
         all_steps = member_steps(member, horizons)
         for steps in all_steps:
             def adam_score(value: float) -> float:
@@ -148,23 +154,23 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
                                      f"at every learning rate of {list(ADAM_GRID)}; it cannot normalise it")
                 best_adam = search.scores[search.index]
             log(f"{member['label']} ({steps} steps): tuned Adam {best_adam:.4g}")
-            for i, harness in enumerate(runs):
+            for i, harness in runs:
                 loss = _final_loss(harness, seeds, steps)
                 rows.append({"candidate": i, "member": member["label"], "steps": steps,
                              "weight": float(member.get("weight", 1.0)) / len(all_steps), "final_loss": loss,
                              "adam_final_loss": best_adam, "ratio": loss / best_adam})
-                log(f"{member['label']} ({steps} steps): candidate {i} {candidates[i]}: {loss:.4g} "
-                    f"({loss / best_adam:.3g}× Adam)")
+                name = "without a gain" if i == REFERENCE else f"candidate {i} {candidates[i]}"
+                log(f"{member['label']} ({steps} steps): {name}: {loss:.4g} ({loss / best_adam:.3g}× Adam)")
     ratios = pd.DataFrame(rows)
     scores = []
     for i, g in ratios.groupby("candidate"):
         log_ratio = np.log(np.maximum(g["ratio"].to_numpy(), ratio_floor))
         score = float(np.exp(np.sum(g["weight"] * log_ratio) / g["weight"].sum()))
-        scores.append({"candidate": int(i), **candidates[int(i)], "family_score": score,
-                       "worst_ratio": float(g["ratio"].max())})
+        constants = {} if i == REFERENCE else candidates[int(i)]
+        scores.append({"candidate": int(i), **constants, "family_score": score, "worst_ratio": float(g["ratio"].max())})
     table = pd.DataFrame(scores).sort_values("family_score", kind="stable").reset_index(drop=True)
-    best = dict(candidates[int(table.loc[0, "candidate"])])
-    return GainSelection(ratios, table, best, rules[int(table.loc[0, "candidate"])])
+    winner = int(table.loc[table["candidate"] != REFERENCE, "candidate"].iloc[0])
+    return GainSelection(ratios, table, dict(candidates[winner]), rules[winner])
 
 
 def load_adam_losses(path) -> dict[tuple[str, int], float]:
@@ -204,7 +210,7 @@ def parse_candidates(text: str, low: float | Sequence[float] = 0.01, high: float
 def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
                        horizons: Sequence[int | str] = DEFAULT_HORIZONS, seeds: Sequence[int] = (1000, 1001),
                        ratio_floor: float = DEFAULT_RATIO_FLOOR, adam_losses: dict | None = None,
-                       log: Callable[[str], Any] | None = None) -> dict:
+                       log: Callable[[str], Any] | None = None, reference: bool = True) -> dict:
     """:func:`select_step_gain` for a rule spec (a ``rule.json``, a shipped rule's name) and a family (a name or a
     JSON file), written to ``out_dir``: ``ratios.csv``, ``scores.csv``, ``rule.json`` (the rule with the winning
     gain) and ``summary.json``, each atomically. Returns the summary."""
@@ -217,12 +223,12 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
 
     start = resolve_rule(rule)
     spec = normalize_task_spec(load_family(family))
-    result = select_step_gain(start, spec, candidates, horizons, seeds, ratio_floor, adam_losses, log)
+    result = select_step_gain(start, spec, candidates, horizons, seeds, ratio_floor, adam_losses, log, reference)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ratios.csv", result.ratios.to_csv(index=False))
     atomic_write_text(out / "scores.csv", result.scores.to_csv(index=False))
-    best = result.scores.iloc[0]
+    best = result.scores[result.scores["candidate"] != REFERENCE].iloc[0]
     tuned = result.rule.replace(metadata={**start.metadata, "source": "tfl2o tune-gain",
                                           "step_gain_selection": {"family": spec["family"],
                                                                   "horizons": list(horizons),
@@ -231,8 +237,12 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
                                                                   "family_score": float(best["family_score"])}})
     tuned.save(out / "rule.json")
     summary = {"best": result.best, "family_score": float(best["family_score"]),
-               "worst_ratio": float(best["worst_ratio"]), "candidates": len(result.scores),
+               "worst_ratio": float(best["worst_ratio"]), "candidates": len(candidates),
                "members": int(result.ratios["member"].nunique()), "family": spec["family"],
                "horizons": ",".join(str(h) for h in horizons), "ratio_floor": float(ratio_floor)}
+    without = result.scores[result.scores["candidate"] == REFERENCE]
+    if len(without):
+        summary["without_gain"] = float(without["family_score"].iloc[0])
+        summary["without_gain_worst_ratio"] = float(without["worst_ratio"].iloc[0])
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -211,7 +211,7 @@ def test_gradient_accumulation_updates_every_second_step(backend_steps):
 
 
 @pytest.mark.parametrize("rule_name", ["symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_family",
-                                       "symbolic_rp_si", "symbolic_dm_gain", "symbolic_rp_small"])
+                                       "symbolic_rp_si_gain", "symbolic_dm_gain", "symbolic_rp_small"])
 def test_optax_transformation_equals_the_keras_optimizer(rule_name):
     """symbolic_rule(rule) under jax.jit, applied with optax.apply_updates to a parameter tree, follows the TensorFlow
     Keras optimizer step for step (same gradients, bad entries included); the weights move."""

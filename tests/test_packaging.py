@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_RULES = ("symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp",
-                 "symbolic_rp_si", "symbolic_dm", "symbolic_dm_gain", "symbolic_rp_small", "symbolic_psi_tuned",
-                 "symbolic_psi_resnet50")
+                 "symbolic_rp_si", "symbolic_rp_si_gain", "symbolic_dm", "symbolic_dm_gain", "symbolic_rp_small",
+                 "symbolic_psi_tuned", "symbolic_psi_resnet50")
 SHIPPED_LSTMS = ("rp_mnist_mlp", "rp_s_mnist_mlp", "rp_si_mnist_mlp", "dm_mnist_mlp")
 
 

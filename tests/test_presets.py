@@ -10,7 +10,7 @@ import pytest
 from tf_symbolic_l2o.optimizers.presets import SymbolicDM, SymbolicRP, SymbolicRPsi, default_rule_path
 from tf_symbolic_l2o.rules import Rule
 
-PRESETS = [(SymbolicRP, "symbolic_rp_gain"), (SymbolicRPsi, "symbolic_rp_si"), (SymbolicDM, "symbolic_dm_gain")]
+PRESETS = [(SymbolicRP, "symbolic_rp_gain"), (SymbolicRPsi, "symbolic_rp_si_gain"), (SymbolicDM, "symbolic_dm_gain")]
 MANIFEST = Path(__file__).resolve().parents[1] / "saved_models" / "MANIFEST.json"
 
 

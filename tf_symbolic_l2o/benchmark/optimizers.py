@@ -13,7 +13,8 @@ Untuned learned / symbolic optimizers from ``saved_models/``: ``rp_mnist_mlp`` (
 a task family), ``symbolic_rp_ema`` (an RP rule on EMAs instead of lags), ``symbolic_rp_ema_family``
 (``symbolic_rp_ema`` meta-tuned on a task family) and ``symbolic_rp_gain`` (``SymbolicRP()``'s default:
 ``symbolic_rp_ema_family`` with a per-coordinate step gain chosen on a task family by ``tfl2o tune-gain``) and
-``symbolic_dm_gain`` (``SymbolicDM()``'s default: ``symbolic_dm`` with such a gain)
+``symbolic_dm_gain`` (``SymbolicDM()``'s default: ``symbolic_dm`` with such a gain) and ``symbolic_rp_si_gain``
+(``SymbolicRPsi()``'s default: ``symbolic_rp_si`` with such a gain)
 (:class:`~tf_symbolic_l2o.rules.coordinate.RuleOptimizer`). The rules of the Keras presets are labelled as the
 presets are called (``SymbolicRP()``, ``SymbolicRPsi()``, ``SymbolicDM()``), and each has a tuned twin,
 ``<rule>+lr`` (e.g. ``symbolic_rp_gain+lr``): the same rule with a learning-rate multiplier on its step, tuned
@@ -42,9 +43,11 @@ __all__ = ["AdamW", "LABELS", "LEARNED", "Lion", "PRESETS", "PRESET_LR_GRID", "R
 TUNED = ("adam", "adamw", "momentum", "rmsprop", "lion")
 LEARNED = ("rp_mnist_mlp",)
 RULES = ("symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema", "symbolic_rp_family", "symbolic_rp",
-         "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si", "symbolic_dm_gain", "symbolic_dm")
+         "symbolic_rp_small", "symbolic_psi_tuned", "symbolic_rp_si_gain", "symbolic_rp_si", "symbolic_dm_gain",
+         "symbolic_dm")
 #: The rules behind the Keras presets, labelled as the presets are called.
-PRESETS = {"symbolic_rp_gain": "SymbolicRP()", "symbolic_rp_si": "SymbolicRPsi()", "symbolic_dm_gain": "SymbolicDM()"}
+PRESETS = {"symbolic_rp_gain": "SymbolicRP()", "symbolic_rp_si_gain": "SymbolicRPsi()",
+           "symbolic_dm_gain": "SymbolicDM()"}
 #: Each preset's rule with a tuned learning-rate multiplier.
 TUNED_PRESETS = tuple(f"{rule}+lr" for rule in PRESETS)
 #: Multipliers tried for a preset's step: the baselines' log grid (steps of ≈ √10), centred on the native step.
@@ -55,7 +58,8 @@ LABELS = {"adam": "Adam", "adamw": "AdamW", "momentum": "SGD+momentum", "rmsprop
           "symbolic_rp_small": "symbolic RP (8 B/param)", "symbolic_rp_ema": "symbolic RP, EMAs (distilled, untuned)",
           "symbolic_rp_family": "symbolic RP, 16 lags (family-tuned)",
           "symbolic_rp_ema_family": "symbolic RP, EMAs (family-tuned, no step gain)",
-          "symbolic_dm": "symbolic DM (distilled, no step gain)", **PRESETS,
+          "symbolic_dm": "symbolic DM (distilled, no step gain)",
+          "symbolic_rp_si": "symbolic RP-si (distilled, no step gain)", **PRESETS,
           **{f"{rule}+lr": f"{label[:-2]}(learning_rate tuned)" for rule, label in PRESETS.items()}}
 
 

@@ -43,7 +43,7 @@ DEFAULT_LR_GRIDS: dict[str, tuple[float, ...]] = {
 FULL_OPTIMIZERS = ("adam", "adamw", "momentum", "rmsprop", "lion",
                    "rp_mnist_mlp", "symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_ema",
                    "symbolic_rp_family", "symbolic_rp", "symbolic_rp_small", "symbolic_psi_tuned",
-                   "symbolic_rp_si", "symbolic_dm_gain", "symbolic_dm", *TUNED_PRESETS)
+                   "symbolic_rp_si_gain", "symbolic_rp_si", "symbolic_dm_gain", "symbolic_dm", *TUNED_PRESETS)
 
 
 @functools.lru_cache(maxsize=1)

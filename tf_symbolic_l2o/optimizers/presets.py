@@ -1,8 +1,8 @@
 """Ready-made symbolic optimizers whose default rules ship in ``saved_models/``.
 
 Each default rule was produced by this project's own pipeline (``tfl2o train`` → ``tfl2o record`` →
-``tfl2o distill``, for ``SymbolicRP`` then ``tfl2o tune --task-family``, and for both
-``SymbolicRP`` and ``SymbolicDM`` ``tfl2o tune-gain``);
+``tfl2o distill``, for ``SymbolicRP`` then ``tfl2o tune --task-family``, and for all three
+``tfl2o tune-gain``);
 ``saved_models/MANIFEST.json`` records
 the commands, seeds and measured figures (R², closed-loop loss, validation). Pass ``rule=`` to use another rule with
 the same class name in configs.
@@ -17,8 +17,10 @@ class              default rule                                        made from
                                                                        family) with a per-coordinate step gain
                                                                        chosen on the ``default`` family by
                                                                        ``tfl2o tune-gain``; 28 B/param
-``SymbolicRPsi``   ``saved_models/symbolic_rp_si/rule.json``           ``rp_si`` (12 lags of m̃, g̃, mp25, mp3;
-                                                                       192 B/param)
+``SymbolicRPsi``   ``saved_models/symbolic_rp_si_gain/rule.json``      ``saved_models/symbolic_rp_si`` (distilled from
+                                                                       ``rp_si``: 12 lags of m̃, g̃, mp25, mp3) with
+                                                                       a step gain chosen on the ``default`` family
+                                                                       by ``tfl2o tune-gain``; 196 B/param
 ``SymbolicDM``     ``saved_models/symbolic_dm_gain/rule.json``         ``saved_models/symbolic_dm`` (distilled from
                                                                        ``dm``: lags of g, its momenta, m̃, g̃)
                                                                        with a step gain chosen on the ``default``
@@ -75,9 +77,10 @@ class SymbolicRP(_Preset):
 
 @keras.saving.register_keras_serializable(package="tfl2o")
 class SymbolicRPsi(_Preset):
-    """The symbolic RNNprop-si rule (lags of m̃, g̃ and the p = 2.5, 3 normalised momenta) distilled by this project."""
+    """The symbolic RNNprop-si rule (lags of m̃, g̃ and the p = 2.5, 3 normalised momenta) distilled by this project,
+    with a per-coordinate step gain."""
 
-    _default = "symbolic_rp_si"
+    _default = "symbolic_rp_si_gain"
 
 
 @keras.saving.register_keras_serializable(package="tfl2o")

@@ -170,7 +170,7 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
         scores.append({"candidate": int(i), **constants, "family_score": score, "worst_ratio": float(g["ratio"].max())})
     table = pd.DataFrame(scores).sort_values("family_score", kind="stable").reset_index(drop=True)
     table = table[["candidate", *(c for c in table.columns if c not in ("candidate", "family_score", "worst_ratio")),
-                   "family_score", "worst_ratio"]]  # the gain constants first, as before the reference row
+                   "family_score", "worst_ratio"]]  # the gain constants first (the reference row has none)
     winner = int(table.loc[table["candidate"] != REFERENCE, "candidate"].iloc[0])
     return GainSelection(ratios, table, dict(candidates[winner]), rules[winner])
 

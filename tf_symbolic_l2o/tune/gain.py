@@ -62,12 +62,20 @@ def with_gain(rule: Rule, candidate: dict[str, Any] | None) -> Rule:
 class GainSelection:
     """The outcome of :func:`select_step_gain`: ``ratios`` (one row per candidate and member: final loss, Adam's,
     their ratio), ``scores`` (per candidate: family score and worst ratio, best first; the reference, the rule
-    without a gain, is candidate −1 without gain constants), the winning candidate and the rule with its gain."""
+    without a gain, is candidate −1 without gain constants), the winning candidate's number and constants, and the
+    rule with its gain."""
 
     ratios: pd.DataFrame
     scores: pd.DataFrame
+    winner: int
     best: dict[str, Any]
     rule: Rule
+
+    def score_of(self, candidate: int) -> pd.Series | None:
+        """The ``scores`` row of ``candidate`` (:data:`REFERENCE`: the rule without a gain); ``None`` if it did not
+        run."""
+        rows = self.scores[self.scores["candidate"] == candidate]
+        return rows.iloc[0] if len(rows) else None
 
 
 def _final_loss(harness, seeds: Sequence[int], steps: int) -> float:
@@ -172,7 +180,7 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
     table = table[["candidate", *(c for c in table.columns if c not in ("candidate", "family_score", "worst_ratio")),
                    "family_score", "worst_ratio"]]  # the gain constants first (the reference row has none)
     winner = int(table.loc[table["candidate"] != REFERENCE, "candidate"].iloc[0])
-    return GainSelection(ratios, table, dict(candidates[winner]), rules[winner])
+    return GainSelection(ratios, table, winner, dict(candidates[winner]), rules[winner])
 
 
 def load_adam_losses(path) -> dict[tuple[str, int], float]:
@@ -230,7 +238,7 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ratios.csv", result.ratios.to_csv(index=False))
     atomic_write_text(out / "scores.csv", result.scores.to_csv(index=False))
-    best = result.scores[result.scores["candidate"] != REFERENCE].iloc[0]
+    best = result.score_of(result.winner)
     tuned = result.rule.replace(metadata={**start.metadata, "source": "tfl2o tune-gain",
                                           "step_gain_selection": {"family": spec["family"],
                                                                   "horizons": list(horizons),
@@ -242,9 +250,9 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
                "worst_ratio": float(best["worst_ratio"]), "candidates": len(candidates),
                "members": int(result.ratios["member"].nunique()), "family": spec["family"],
                "horizons": ",".join(str(h) for h in horizons), "ratio_floor": float(ratio_floor)}
-    without = result.scores[result.scores["candidate"] == REFERENCE]
-    if len(without):
-        summary["without_gain"] = float(without["family_score"].iloc[0])
-        summary["without_gain_worst_ratio"] = float(without["worst_ratio"].iloc[0])
+    without = result.score_of(REFERENCE)
+    if without is not None:
+        summary["without_gain"] = float(without["family_score"])
+        summary["without_gain_worst_ratio"] = float(without["worst_ratio"])
     atomic_write_json(out / "summary.json", summary)
     return summary

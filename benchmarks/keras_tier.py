@@ -1,13 +1,13 @@
 """The Keras tier: ordinary Keras models trained with ``model.fit`` — ``SymbolicRP()`` at its defaults against
-``Adam()`` at its defaults and LR-tuned Adam (see :mod:`tf_symbolic_l2o.benchmark.keras_tier` for the models, the
-data and the protocol).
+``Adam()`` at its defaults and LR-tuned Adam, and ``SymbolicRP`` LR-tuned the same way (see
+:mod:`tf_symbolic_l2o.benchmark.keras_tier` for the models, the data and the protocol).
 
     python benchmarks/keras_tier.py [--models convnet,embedding,lstm,bn_resnet,regression_mlp,resnet50] \
         [--seeds 0,1,2] [--epochs N] [--out benchmarks/results/keras_tier]
 
     python benchmarks/keras_tier.py --models regression_mlp --seeds 0 --epochs 2   # smoke run
     python benchmarks/keras_tier.py --models resnet50 --reuse-adam benchmarks/results/keras_tier_resnet50/runs.csv
-        # only SymbolicRP() runs; the Adam rows come from the earlier run (same seeds, data and epochs)
+        # only the SymbolicRP rows run; the Adam rows come from the earlier run (same seeds, data and epochs)
 
 Outputs in ``--out``: ``runs.csv`` (one row per model, optimizer and seed), ``summary.csv`` (mean ± std over seeds
 and the verdicts), ``results.md`` (the table) and ``keras_tier.png`` (each optimizer's final training loss ÷
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "keras_tier"))
     p.add_argument("--reuse-adam", default=None, metavar="RUNS_CSV",
                    help="a previous runs.csv (same seeds and epochs): its Adam() and LR-tuned Adam rows are reused "
-                        "for the models it covers, and only SymbolicRP() runs there")
+                        "for the models it covers, and only the SymbolicRP rows run there")
     args = p.parse_args(argv)
     if args.reuse_adam is not None:
         args.reuse_adam = _read_runs(p, args.reuse_adam)
@@ -82,19 +82,19 @@ def _plot(summary, path: Path) -> None:
     from tf_symbolic_l2o.io import atomic_write_bytes
 
     models = list(dict.fromkeys(summary["model"]))
-    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 3.5, 3.6))
     width = 0.8 / len(OPTIMIZERS)
     for i, opt in enumerate(OPTIMIZERS):
         ratios = []
         for m in models:
             rows = summary[summary["model"] == m].set_index("optimizer")
             ratios.append(rows.loc[opt, "train_loss_mean"] / rows.loc["Adam()", "train_loss_mean"])
-        ax.bar([k + (i - 1) * width for k in range(len(models))], ratios, width, label=opt)
+        ax.bar([k + (i - (len(OPTIMIZERS) - 1) / 2) * width for k in range(len(models))], ratios, width, label=opt)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("final train loss ÷ Adam()'s")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -115,8 +115,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     frames = []
     for name in args.models:
-        runs, lr = run_model(MODELS[name], args.seeds, epochs=args.epochs, log=lambda msg: print(msg, flush=True),
-                             reuse=args.reuse_adam)
+        runs, _ = run_model(MODELS[name], args.seeds, epochs=args.epochs, log=lambda msg: print(msg, flush=True),
+                            reuse=args.reuse_adam)
         frames.append(runs)
         atomic_write_text(out / "runs.csv", pd.concat(frames).to_csv(index=False))  # partial results survive
     runs = pd.concat(frames, ignore_index=True)

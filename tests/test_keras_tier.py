@@ -35,56 +35,79 @@ def test_fit_is_deterministic_per_seed_and_sparse_gradients_train():
     assert all(np.isfinite(r["train_loss"]) and r["train_loss"] < np.log(2) for r in runs)  # below chance
 
 
-def test_run_model_tunes_adam_on_validation_and_runs_every_optimizer():
+def test_run_model_tunes_adam_and_symbolic_rp_on_validation_and_runs_every_optimizer():
     spec = kt.MODELS["regression_mlp"]
-    grid = (1e-3, 3e-2)
+    grid, symbolic_grid = (1e-3, 3e-2), (0.1, 1.0)
     logs = []
-    runs, lr = kt.run_model(spec, seeds=(0, 1), grid=grid, epochs=1, log=logs.append)
+    runs, lrs = kt.run_model(spec, seeds=(0, 1), grid=grid, epochs=1, log=logs.append, symbolic_grid=symbolic_grid)
     data = spec.data()
-    val = [kt.fit(spec, data, kt.make_optimizer("Adam (LR tuned)", g), kt.TUNE_SEED, 1, "val")["val_loss"]
-           for g in grid]
-    assert lr == grid[int(np.argmin(val))]
+    for label, candidates in (("Adam (LR tuned)", grid), ("SymbolicRP (LR tuned)", symbolic_grid)):
+        val = [kt.fit(spec, data, kt.make_optimizer(label, g), kt.TUNE_SEED, 1, "val")["val_loss"] for g in candidates]
+        assert lrs[label] == candidates[int(np.argmin(val))]
+        assert set(runs.loc[runs["optimizer"] == label, "learning_rate"]) == {lrs[label]}
     assert list(runs["optimizer"]) == [o for o in kt.OPTIMIZERS for _ in (0, 1)]
-    assert list(runs["seed"]) == [0, 1] * 3
-    assert set(runs.loc[runs["optimizer"] == "Adam (LR tuned)", "learning_rate"]) == {lr}
-    assert runs.loc[runs["optimizer"] != "Adam (LR tuned)", "learning_rate"].isna().all()
+    assert list(runs["seed"]) == [0, 1] * 4
+    assert runs.loc[~runs["optimizer"].isin(kt.TUNED), "learning_rate"].isna().all()
     # the test metric of the regression is the test MSE, which Keras's loss also is
     np.testing.assert_allclose(runs["test_metric"], runs["test_loss"], rtol=1e-5)
-    assert sum("validation loss" in m for m in logs) == len(grid)
-    # reusing these Adam rows runs only SymbolicRP(): the same rows (fit is deterministic per seed), no tuning
+    assert sum("validation loss" in m for m in logs) == len(grid) + len(symbolic_grid)
+    # the multiplier 1 is SymbolicRP() itself: the same run, step for step
+    unit = kt.fit(spec, data, kt.make_optimizer("SymbolicRP (LR tuned)", 1.0), 0, 1)
+    default = runs[(runs["optimizer"] == "SymbolicRP()") & (runs["seed"] == 0)].iloc[0]
+    assert unit["train_loss"] == default["train_loss"] and unit["test_loss"] == default["test_loss"]
+    # reusing these Adam rows runs only the SymbolicRP rows: the same rows (fit is deterministic per seed), and only
+    # SymbolicRP's multiplier is tuned
     logs.clear()
-    again, lr_again = kt.run_model(spec, seeds=(0, 1), grid=grid, epochs=1, log=logs.append, reuse=runs)
-    assert lr_again == lr and not any("validation loss" in m for m in logs)
+    again, lrs_again = kt.run_model(spec, seeds=(0, 1), grid=grid, epochs=1, log=logs.append, reuse=runs,
+                                    symbolic_grid=symbolic_grid)
+    assert lrs_again == lrs and not any("Adam (LR tuned) lr" in m for m in logs)
+    assert sum("validation loss" in m for m in logs) == len(symbolic_grid)
     cols = ["optimizer", "seed", "train_loss", "test_loss"]
-    pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), runs[cols].reset_index(drop=True), rtol=1e-6)
+    pd.testing.assert_frame_equal(again[cols], runs[cols], rtol=1e-6)
     # a runs.csv without every seed's Adam rows is not reused: everything runs again
-    rerun, _ = kt.run_model(spec, seeds=(0, 2), grid=grid, epochs=1, log=logs.append, reuse=runs)
-    assert sum("validation loss" in m for m in logs) == len(grid) and list(rerun["seed"]) == [0, 2] * 3
+    logs.clear()
+    rerun, _ = kt.run_model(spec, seeds=(0, 2), grid=grid, epochs=1, log=logs.append, reuse=runs,
+                            symbolic_grid=symbolic_grid)
+    assert sum("validation loss" in m for m in logs) == len(grid) + len(symbolic_grid)
+    assert list(rerun["seed"]) == [0, 2] * 4
 
 
 def test_summary_verdicts_by_hand():
     def lr(optimizer):
-        return 0.01 if optimizer == "Adam (LR tuned)" else None
+        return 0.01 if optimizer in kt.TUNED else None
 
     runs = pd.DataFrame([
-        # model a: SymbolicRP() 1.0, 1.2 (mean 1.1) < Adam() 2, 2 ; tuned 1.0, 1.2 (mean 1.1, std 0.141) → within
+        # model a: SymbolicRP() 1.0, 1.2 (mean 1.1) < Adam() 2, 2 ; tuned 1.0, 1.2 (mean 1.1, std 0.141) → within;
+        # SymbolicRP tuned 1.24 (≤ 1.1 + 0.141) → within
         *[{"model": "a", "optimizer": o, "learning_rate": lr(o), "seed": s, "metric": "mse", "train_loss": v,
            "test_loss": v, "test_metric": v, "seconds": 1.0}
-          for o, vals in (("SymbolicRP()", (1.0, 1.2)), ("Adam()", (2.0, 2.0)), ("Adam (LR tuned)", (1.0, 1.2)))
+          for o, vals in (("SymbolicRP()", (1.0, 1.2)), ("Adam()", (2.0, 2.0)), ("Adam (LR tuned)", (1.0, 1.2)),
+                          ("SymbolicRP (LR tuned)", (1.24, 1.24)))
           for s, v in enumerate(vals)],
-        # model b: SymbolicRP() 3 > Adam() 2; tuned 1 ± 0 → not within
+        # model b: SymbolicRP() 3 > Adam() 2; tuned 1 ± 0 → not within; SymbolicRP tuned 0.5 → within (better)
         *[{"model": "b", "optimizer": o, "learning_rate": lr(o), "seed": s, "metric": "mse", "train_loss": v,
            "test_loss": v, "test_metric": v, "seconds": 1.0}
-          for o, vals in (("SymbolicRP()", (3.0, 3.0)), ("Adam()", (2.0, 2.0)), ("Adam (LR tuned)", (1.0, 1.0)))
+          for o, vals in (("SymbolicRP()", (3.0, 3.0)), ("Adam()", (2.0, 2.0)), ("Adam (LR tuned)", (1.0, 1.0)),
+                          ("SymbolicRP (LR tuned)", (0.5, 0.5)))
+          for s, v in enumerate(vals)],
+        # model c: SymbolicRP tuned 1.3 > 1.1 + 0.141 → not within
+        *[{"model": "c", "optimizer": o, "learning_rate": lr(o), "seed": s, "metric": "mse", "train_loss": v,
+           "test_loss": v, "test_metric": v, "seconds": 1.0}
+          for o, vals in (("SymbolicRP()", (1.0, 1.2)), ("Adam()", (2.0, 2.0)), ("Adam (LR tuned)", (1.0, 1.2)),
+                          ("SymbolicRP (LR tuned)", (1.3, 1.3)))
           for s, v in enumerate(vals)],
     ])
     summary = kt.summarize(runs)
     verdict = summary.drop_duplicates("model").set_index("model")
     assert verdict.loc["a", "beats_adam_default"] and verdict.loc["a", "within_1std_of_tuned_adam"]
     assert not verdict.loc["b", "beats_adam_default"] and not verdict.loc["b", "within_1std_of_tuned_adam"]
+    assert list(verdict["tuned_within_1std_of_tuned_adam"]) == [True, True, False]
     row = summary[(summary.model == "a") & (summary.optimizer == "Adam (LR tuned)")].iloc[0]
     np.testing.assert_allclose([row.train_loss_mean, row.train_loss_std], [1.1, np.std([1.0, 1.2], ddof=1)])
-    assert "on 1 of 2 models" in kt.markdown(summary)
+    table = kt.markdown(summary)
+    assert "beats `Adam()` (final training loss) on 2 of 3 models" in table
+    assert "LR-tuned Adam or better on 2 of 3. With its learning rate tuned" in table and table.endswith("on 2 of 3.")
+    assert "| a | SymbolicRP (LR tuned) | 0.01 | 1.24 ± 0 |" in table
     with pytest.raises(ValueError, match="unknown optimizer"):
         kt.make_optimizer("SGD()")
 

@@ -64,12 +64,11 @@ def test_run_model_tunes_adam_and_symbolic_rp_on_validation_and_runs_every_optim
     assert sum("validation loss" in m for m in logs) == len(symbolic_grid)
     cols = ["optimizer", "seed", "train_loss", "test_loss"]
     pd.testing.assert_frame_equal(again[cols], runs[cols], rtol=1e-6)
-    # a runs.csv without every seed's Adam rows is not reused: everything runs again
-    logs.clear()
-    rerun, _ = kt.run_model(spec, seeds=(0, 2), grid=grid, epochs=1, log=logs.append, reuse=runs,
-                            symbolic_grid=symbolic_grid)
-    assert sum("validation loss" in m for m in logs) == len(grid) + len(symbolic_grid)
-    assert list(rerun["seed"]) == [0, 2] * 4
+    # a runs.csv is reused only when it holds both Adam rows for every seed asked for; otherwise everything runs
+    assert len(kt._reused_adam_rows(runs, spec.name, (0, 1))) == 4
+    assert kt._reused_adam_rows(runs, spec.name, (0, 2)) is None
+    assert kt._reused_adam_rows(runs[runs["optimizer"] != "Adam()"], spec.name, (0, 1)) is None
+    assert kt._reused_adam_rows(runs, "convnet", (0, 1)) is None
 
 
 def test_summary_verdicts_by_hand():

@@ -47,12 +47,16 @@ def show(
 
 
 def _update_rows(table, r) -> None:
-    """The update's form, and the step gain's constants when the rule has one."""
-    gain = r.feature_set.gain
-    table.add_row("update", f"Δθ = {r.output_scale:g} · f(x)" + (" · exp(lgain)" if gain else ""))
+    """The update's form, and the step gain's and the size scale's constants when the rule has them."""
+    gain, size = r.feature_set.gain, r.size_scale
+    table.add_row("update", f"Δθ = {r.output_scale:g} · f(x)" + (" · exp(lgain)" if gain else "")
+                  + (" · size factor" if size else ""))
     if gain:
         table.add_row("step gain", f"per coordinate, starts at 1: × {gain.up:g} when g·m_(t−1) > 0, × {gain.down:g} "
                                    f"when < 0, kept in [{gain.low:g}, {gain.high:g}]")
+    if size:
+        table.add_row("size factor", f"min(1, ({size['reference']:,.0f} / n)^{size['power']:g}) on a model of n "
+                                     f"parameters")
 
 
 def _invariant_rows(table, optimizer) -> None:

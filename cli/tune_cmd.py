@@ -131,6 +131,9 @@ def tune_gain(
         help="An earlier run's ratios.csv (same family, horizons and seeds): reuse its tuned Adam losses.")] = None,
     reference: Annotated[bool, typer.Option(
         "--reference/--no-reference", help="Also score the rule without a gain (candidate -1), never chosen.")] = True,
+    size_power: Annotated[float, typer.Option(
+        help="Exponent of the written rule's size scale: on a model of n > N parameters (N: the family's largest "
+             "member) the step shrinks by (N/n)^power; 0: no size scale.")] = 0.5,
     out: Annotated[Path, typer.Option("--out", "-d", help="Output directory.")] = Path("runs/tune_gain"),
 ) -> None:
     """Choose a rule's per-coordinate step gain by a grid search on a task family (final loss ÷ tuned Adam's)."""
@@ -141,6 +144,6 @@ def tune_gain(
     grid = parse_candidates(candidates or DEFAULT_CANDIDATES, lows, high)
     adam = None if reuse_adam is None else load_adam_losses(reuse_adam)
     summary = run_gain_selection(rule, task_family, out, grid, parse_horizons(horizons), int_list(seeds, "--seeds"),
-                                 ratio_floor, adam, log=say, reference=reference)
+                                 ratio_floor, adam, log=say, reference=reference, size_power=size_power)
     summary["best"] = ", ".join(f"{k}={v:g}" for k, v in summary["best"].items())
     print_run("step-gain selection", summary, out, _GAIN_ARTIFACTS)

@@ -20,7 +20,9 @@ import pytest
 
 from _backend_models import FROM_BACKEND, FROM_TENSORFLOW, embedding_model, fit, make_optimizer, small_model
 from _backend_steps import INIT, run as run_steps
+from tf_symbolic_l2o.artifacts import saved_models_dir
 from tf_symbolic_l2o.optimizers import SymbolicRP
+from tf_symbolic_l2o.rules import Rule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +56,9 @@ CASES = {
     "SymbolicRP_ema": {"use_ema": True, "ema_momentum": 0.9, "ema_overwrite_frequency": 4, "clipvalue": 0.5},
     "SymbolicRPsi_accumulate": {"gradient_accumulation_steps": 2},
     "SymbolicDM_config": {"learning_rate": 0.3, "weight_decay": 0.001, "from_config": True},
+    # a size scale whose reference (8) is below the 17 coordinates: every step × √(8/17)
+    "SymbolicRP_sized": {"rule": Rule.load(saved_models_dir() / "symbolic_rp_gain" / "rule.json").replace(
+        size_scale={"reference": 8, "power": 0.5}).to_dict()},
     "LearnedOptimizer": {"l2o": "rp_s_mnist_mlp"},
     "LearnedOptimizer_dm": {"l2o": "dm_mnist_mlp", "weight_decay": 0.01, "clipnorm": 1.0, "learning_rate": 0.5},
 }
@@ -211,19 +216,22 @@ def test_gradient_accumulation_updates_every_second_step(backend_steps):
 
 
 @pytest.mark.parametrize("rule_name", ["symbolic_rp_gain", "symbolic_rp_ema_family", "symbolic_rp_family",
-                                       "symbolic_rp_si_gain", "symbolic_dm_gain", "symbolic_rp_small"])
+                                       "symbolic_rp_si_gain", "symbolic_dm_gain", "symbolic_rp_small",
+                                       "symbolic_rp_gain@8"])
 def test_optax_transformation_equals_the_keras_optimizer(rule_name):
     """symbolic_rule(rule) under jax.jit, applied with optax.apply_updates to a parameter tree, follows the TensorFlow
-    Keras optimizer step for step (same gradients, bad entries included); the weights move."""
+    Keras optimizer step for step (same gradients, bad entries included); the weights move. ``@8``: the rule with a
+    size scale of reference 8, below the tree's 17 coordinates (the factor counts every leaf)."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from tf_symbolic_l2o.artifacts import saved_models_dir
     from tf_symbolic_l2o.optax_rules import symbolic_rule
-    from tf_symbolic_l2o.rules import Rule
 
+    rule_name, _, reference = rule_name.partition("@")
     rule = Rule.load(saved_models_dir() / rule_name / "rule.json")
+    if reference:
+        rule = rule.replace(size_scale={"reference": float(reference), "power": 0.5})
     tx = symbolic_rule(rule, learning_rate=0.7)
     params = {"a": jnp.asarray(INIT[0]), "b": jnp.asarray(INIT[1])}
     state = tx.init(params)

@@ -22,6 +22,7 @@ def test_default_rules_ship_with_provenance(cls, folder):
     if entry["produced_by"].startswith("tfl2o tune-gain"):  # a step gain chosen on a family: the grid is recorded
         scores = entry["selection"]["candidates"]
         assert rule.features["gain"] == entry["step_gain"] and len(scores) >= 2
+        assert rule.size_scale == entry["size_scale"]
         assert entry["selection"]["family_score"] == min(scores.values()) < entry["selection"]["without_gain"]
     elif entry.get("family"):  # meta-tuned on a task family after distillation: its validation is recorded
         assert entry["produced_by"].startswith("tfl2o tune") and entry["validation_loss"]["start"] > 0

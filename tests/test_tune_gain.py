@@ -60,7 +60,10 @@ def test_tune_gain_scores_candidates_and_writes_the_winner(tmp_path):
     assert np.isnan(reference.up) and np.isnan(reference.low)  # no gain constants
     best = int(scores.candidate[scores.candidate >= 0].iloc[0])  # the reference is never chosen
     candidates = parse_candidates("1/1,1.2/0.9,1.3/0.8/3")
-    assert Rule.load(out / "rule.json").to_dict()["features"] == with_gain(rule, candidates[best]).features
+    written = Rule.load(out / "rule.json")
+    assert written.to_dict()["features"] == with_gain(rule, candidates[best]).features
+    # the size scale's reference is the family's largest member: the quadratics have 5 and 8 parameters (their dims)
+    assert written.size_scale == {"reference": 8.0, "power": 0.5}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["family"] == "quads" and summary["members"] == 2 and summary["candidates"] == 3
     assert summary["horizons"] == f"{STEPS},max" and summary["ratio_floor"] == 0.5
@@ -103,6 +106,7 @@ def test_bad_horizons_or_floor_exit_2_and_write_nothing(tmp_path):
                                     ("--horizons", "200,longest", "positive step counts or 'max'"),
                                     ("--ratio-floor", "1.5", "ratio floor must be a number in [0, 1)"),
                                     ("--ratio-floor", "nan", "--ratio-floor must be a finite number"),
+                                    ("--size-power", "-1", "size power must be a number in [0, 2]"),
                                     ("--low", "0.01,tiny", "--low")):
         result = invoke("tune-gain", rule_path, "--task-family", family, option, value, "--out", tmp_path / "never")
         assert_one_line_error(result, fragment)

@@ -11,8 +11,9 @@
 The updates are the rule's steps (``learning_rate`` times its native step), computed by the same function as the
 Keras optimizer's (:func:`~tf_symbolic_l2o.rules.step.rule_step`) on ``jax.numpy``: the same features, lag history
 and non-finite guard, per leaf of the parameter tree, so the trajectory equals
-``SymbolicOptimizer(rule, learning_rate)`` on the same gradients. Compose it with optax's own transformations for
-clipping or weight decay (``optax.chain(optax.clip_by_global_norm(1.0), symbolic_rule(rule))``).
+``SymbolicOptimizer(rule, learning_rate)`` on the same gradients (a rule's size factor counts the coordinates of
+every leaf). Compose it with optax's own transformations for clipping or weight decay
+(``optax.chain(optax.clip_by_global_norm(1.0), symbolic_rule(rule))``).
 """
 
 from __future__ import annotations
@@ -69,11 +70,12 @@ def symbolic_rule(rule, learning_rate: float = 1.0):
         slots = treedef.flatten_up_to(state.slots)
         history = treedef.flatten_up_to(state.history)
         out, new_slots, new_history = [], [], []
+        step_lr = lr * rule.size_factor(sum(math.prod(g.shape) for g in leaves))  # the size factor: every leaf
         for g, s, h in zip(leaves, slots, history):
             dtype = dtype_of(g)
             g32 = g.astype(dtype)
             new_s, new_h, delta = rule_step(fs, rule_fn, rule.inputs, scale, g32, s, h, step.astype(dtype),
-                                            jnp.asarray(lr, dtype), backend="jax")
+                                            jnp.asarray(step_lr, dtype), backend="jax")
             out.append(delta.astype(g.dtype))
             new_slots.append(new_s)
             new_history.append(new_h)

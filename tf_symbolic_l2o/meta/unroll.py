@@ -250,7 +250,7 @@ class Unroller:
                 with tf.control_dependencies(done):  # block by block
                     g = tf.identity(g)
                     meta_grad += tf.linalg.matvec(jac, g, transpose_a=True)
-                    delta, d_delta, st = self.l2o.update_and_jacobian(g, st, step0 + k + 1)
+                    delta, d_delta, st = self.l2o.update_and_jacobian(g, st, step0 + k + 1, num_coords=n)
                     jac = jac + d_delta
                     th = th + delta
                 thetas.append(th)

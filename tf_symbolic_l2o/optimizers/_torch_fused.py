@@ -111,7 +111,7 @@ def apply_fused(optimizer, grads, variables, learning_rate) -> None:
             optimizer.update_step(grad, variable, learning_rate)
             continue
         if state_dtype not in scalars:
-            scalars[state_dtype] = (lr_value.to(state_dtype), step_value.to(state_dtype))
+            scalars[state_dtype] = (optimizer._scaled(lr_value.to(state_dtype)), step_value.to(state_dtype))
         try:
             kernel(grad.reshape(-1), *scalars[state_dtype], *flat)
         except Exception as err:  # noqa: BLE001 - a later recompilation (e.g. for a size-1 variable, which PyTorch

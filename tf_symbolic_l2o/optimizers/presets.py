@@ -38,6 +38,11 @@ seven slots per parameter (m, v, four EMAs and the gain's logarithm);
 without the gain (24 B/param), and ``SymbolicOptimizer("saved_models/symbolic_rp_small/rule.json")`` the 8 B/param
 variant (Adam's two slots), less faithful to its teacher.
 
+All three rules also carry a size scale (:class:`~tf_symbolic_l2o.rules.Rule`): on a model of n > 272,474 trainable
+parameters (the largest member of the ``default`` family, a ResNet-20) the step is multiplied by √(272,474 / n),
+μP's 1/width, so the rules keep the step chosen on the family on models of its sizes (every task of the benchmark)
+and take a smaller one on larger models (ResNet-50: × 0.108).
+
 The default learning rate is 1.0: the rule's native step (Δθ = 0.01·f(features)).
 """
 

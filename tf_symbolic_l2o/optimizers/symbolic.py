@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import keras
 
@@ -33,8 +34,12 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
     ``f`` carries its own sign (the rule learned to descend), so the update is *added*. ``learning_rate`` is a
     **multiplier on the rule's native step**: the default 1.0 applies the rule exactly as distilled — the same
     trajectory as :class:`tf_symbolic_l2o.rules.coordinate.RuleOptimizer` for the same gradients — and e.g. 0.5
-    halves every step. Like any Keras learning rate it may be a ``LearningRateSchedule`` or a callable, so warm-up
-    and decay schedules work; decoupled weight decay uses the same value (``θ ← θ − learning_rate·wd·θ``).
+    halves every step. A rule with a ``size_scale`` (the presets') also multiplies every step by
+    ``rule.size_factor(n)``, ``n`` the number of parameters the optimizer was built on (the sizes of the trainable
+    variables with a slot): 1 on models up to the rule's reference size, smaller on larger models (see
+    :class:`~tf_symbolic_l2o.rules.Rule`). Like any Keras learning rate it may be a ``LearningRateSchedule`` or a
+    callable, so warm-up and decay schedules work; decoupled weight decay uses the same value
+    (``θ ← θ − learning_rate·wd·θ``, without the size factor).
 
     Numerics:
 
@@ -141,13 +146,14 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        state_slots, history_slots = [], []
+        state_slots, history_slots, num_coords = [], [], 0
         for var in var_list:
             if self._overwrite_variable_with_gradient(var):
                 state_slots.append(None)
                 history_slots.append(None)
                 continue
             dtype = compute_dtype(var.dtype)
+            num_coords += math.prod(var.shape)
             state_slots.append([add_slot(self, var, name, dtype=dtype) for name in self._state_names])
             if self._memlen > 1:
                 shape = (self._memlen - 1, *var.shape, self._num_features)
@@ -156,6 +162,11 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
                 history_slots.append(None)
         self._state_slots = state_slots
         self._history_slots = history_slots
+        self._size_factor = self.rule.size_factor(num_coords)  # 1.0 without a size_scale or on a small model
+
+    def _scaled(self, lr):
+        """The learning rate times the rule's size factor (unchanged where the factor is 1)."""
+        return lr if self._size_factor == 1.0 else lr * self._size_factor
 
     def update_step(self, gradient, variable, learning_rate):
         """Update step given gradient and the associated model variable."""
@@ -172,7 +183,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         index = self._get_variable_index(variable)
         dtype = compute_dtype(variable.dtype)
         g = ops.cast(gradient, dtype)
-        lr, step = ops.cast(learning_rate, dtype), ops.cast(self.iterations + 1, dtype)
+        lr, step = self._scaled(ops.cast(learning_rate, dtype)), ops.cast(self.iterations + 1, dtype)
         slots, history = self._state_slots[index], self._history_slots[index]
         old_state = {name: ops.convert_to_tensor(slot) for name, slot in zip(self._state_names, slots)}
         old_history = None if history is None else ops.convert_to_tensor(history)
@@ -216,7 +227,7 @@ class SymbolicOptimizer(keras.optimizers.Optimizer):
         g = tf.cast(dense_gradient(gradient, variable), dtype)
         scalars = {} if scalars is None else scalars
         if dtype not in scalars:
-            scalars[dtype] = (tf.cast(learning_rate, dtype), tf.cast(self.iterations + 1, dtype))
+            scalars[dtype] = (self._scaled(tf.cast(learning_rate, dtype)), tf.cast(self.iterations + 1, dtype))
         lr, step = scalars[dtype]
         history = self._history_slots[index]
         return (g, lr, step, _tf_variable(variable), [_tf_variable(s) for s in self._state_slots[index]],

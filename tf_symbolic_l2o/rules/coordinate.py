@@ -85,14 +85,24 @@ class RuleOptimizer:
         x, feats, state = self.inputs(grad, state, step)
         return self.raw(x), feats, state
 
-    def step_scale(self, state):
+    def num_coords(self, state):
+        """The number of coordinates ``state`` holds: the static size when known, else a scalar tensor."""
+        history = state[1]
+        return history.shape[1] if history.shape[1] is not None else tf.shape(history)[1]
+
+    def step_scale(self, state, num_coords=None):
         """The factor from ``f(x)`` to the step for an advanced ``state``: ``output_scale``, times the per-coordinate
-        step gain when the feature set has one."""
+        step gain when the feature set has one, times the rule's :meth:`~tf_symbolic_l2o.rules.Rule.size_factor`
+        of ``num_coords``: the coordinates the optimizer updates, by default those of ``state`` (pass the whole
+        vector's size when ``state`` is one block of it, see :meth:`split_state`)."""
+        scale = self.output_scale
+        if self.rule.size_scale is not None:
+            scale = scale * self.rule.size_factor(self.num_coords(state) if num_coords is None else num_coords)
         gain = self.features.step_gain(state[0])
-        return self.output_scale if gain is None else self.output_scale * gain
+        return scale if gain is None else scale * gain
 
     def update(self, grad, state, step, params=None):
-        """``(output_scale · f(x) [· gain], new_state)``; ``params`` (θ) is not used."""
+        """``(output_scale · f(x) [· gain] [· size factor], new_state)``; ``params`` (θ) is not used."""
         del params
         raw, _, state = self.forward(grad, state, step)
         return self.step_scale(state) * raw, state

@@ -27,6 +27,12 @@ File format (``rule.json``, written atomically)::
 ``features`` may also hold ``"gain": {"up": 1.05, "down": 0.95, "low": 0.01, "high": 30.0}``: a per-coordinate
 multiplier on the step that the optimizer adapts (:class:`~tf_symbolic_l2o.features.StepGain`).
 
+An optional ``"size_scale": {"reference": 272474, "power": 0.5}`` scales the step of an optimizer that updates
+``n`` coordinates (all the parameters it was built on) by ``min(1, (reference / n) ** power)``
+(:meth:`Rule.size_factor`): the rule keeps the step it was tuned with on models up to ``reference`` parameters and
+takes a smaller one on larger models, as μP scales Adam's step by 1/width (a model widened r times has r² times the
+parameters, so ``power`` 0.5).
+
 Loading validates everything (format version, known keys only, whitelisted operators, variable names, lags below
 ``memlen``, features of the feature set, finite numbers, bounded depth/size) and never evaluates text.
 """
@@ -59,7 +65,8 @@ FORMAT = "tfl2o-rule/1"
 MAX_MEMLEN = 1000
 
 _REQUIRED_KEYS = {"format", "expression", "features", "memlen"}
-_OPTIONAL_KEYS = {"infix", "output_scale", "metadata"}
+_OPTIONAL_KEYS = {"infix", "output_scale", "size_scale", "metadata"}
+_SIZE_SCALE_KEYS = ("reference", "power")
 _FEATURE_KEYS = {"names", "beta1", "beta2", "eps", "gain"}
 
 
@@ -80,6 +87,21 @@ def _json_default(o):
     if isinstance(o, (set, tuple)):
         return list(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _normalize_size_scale(size_scale) -> dict | None:
+    if size_scale is None:
+        return None
+    if not isinstance(size_scale, Mapping) or set(size_scale) != set(_SIZE_SCALE_KEYS):
+        raise ValueError(f"size_scale must be a dict with exactly the keys {list(_SIZE_SCALE_KEYS)}, e.g. "
+                         f"{{'reference': 272474, 'power': 0.5}}; got {short(size_scale)}")
+    reference, power = _real(size_scale["reference"], "size_scale.reference"), _real(size_scale["power"],
+                                                                                    "size_scale.power")
+    if not reference >= 1:
+        raise ValueError(f"size_scale.reference (a number of parameters) must be >= 1, got {reference:g}")
+    if not 0 <= power <= 2:
+        raise ValueError(f"size_scale.power must be in [0, 2], got {power:g}")
+    return {"reference": reference, "power": power}
 
 
 def _normalize_features(features) -> dict:
@@ -117,6 +139,8 @@ class Rule:
         memlen: number of lags (≥ 1); every variable's lag must be below it.
         output_scale: the step is ``output_scale · f`` (0.01 as in the paper).
         metadata: free JSON-serialisable information (source, R², …).
+        size_scale: ``None`` or ``{"reference": N₀, "power": p}``: the step of an optimizer that updates ``n``
+            coordinates is multiplied by :meth:`size_factor` ``(n)`` (see the module docstring).
     """
 
     expression: Node
@@ -124,6 +148,7 @@ class Rule:
     memlen: int = 1
     output_scale: float = 0.01
     metadata: dict = dataclasses.field(default_factory=dict, hash=False)
+    size_scale: dict | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self):
         expr = self.expression
@@ -156,6 +181,7 @@ class Rule:
         object.__setattr__(self, "memlen", memlen)
         object.__setattr__(self, "output_scale", scale)
         object.__setattr__(self, "metadata", meta)
+        object.__setattr__(self, "size_scale", _normalize_size_scale(self.size_scale))
 
     # ------------------------------------------------------------------------------------------ properties
 
@@ -192,6 +218,18 @@ class Rule:
     @property
     def infix(self) -> str:
         return to_infix(self.expression)
+
+    def size_factor(self, num_coords):
+        """The multiplier on the step of an optimizer that updates ``num_coords`` coordinates: 1 without a
+        ``size_scale`` or up to its ``reference``, else ``(reference / num_coords) ** power``. ``num_coords`` is a
+        number, or a scalar tensor (the factor is then a float32 tensor)."""
+        if self.size_scale is None:
+            return 1.0
+        reference, power = self.size_scale["reference"], self.size_scale["power"]
+        if isinstance(num_coords, (int, float, np.integer, np.floating)):
+            return 1.0 if num_coords <= reference else float((reference / float(num_coords)) ** power)
+        n = tf.cast(num_coords, tf.float32)
+        return tf.minimum(1.0, tf.pow(tf.constant(reference, tf.float32) / n, power))
 
     def with_constants(self, values: Sequence[float]) -> "Rule":
         """A copy with the constants replaced (pre-order), e.g. after refitting or meta-tuning."""
@@ -232,6 +270,7 @@ class Rule:
             "features": dict(self.features),
             "memlen": self.memlen,
             "output_scale": self.output_scale,
+            **({} if self.size_scale is None else {"size_scale": dict(self.size_scale)}),
             "metadata": copy.deepcopy(self.metadata),
         }
 
@@ -257,7 +296,8 @@ class Rule:
             raise ValueError("'infix' must be a string (it is informative only)")
         expression = from_prefix(d["expression"])
         return cls(expression=expression, features=d["features"], memlen=d["memlen"],
-                   output_scale=d.get("output_scale", 0.01), metadata=d.get("metadata") or {})
+                   output_scale=d.get("output_scale", 0.01), metadata=d.get("metadata") or {},
+                   size_scale=d.get("size_scale"))
 
     @classmethod
     def from_json(cls, text: str) -> "Rule":

@@ -15,6 +15,10 @@ what the gain buys, and it is never chosen.
 
 A candidate is ``{"up": …, "down": …, "low": …, "high": …, "start": …}``: ``start`` (default 1) scales the rule's
 ``output_scale``, and ``low`` and ``high`` are relative to the rule's native step, so the candidates share one range.
+
+The written rule also gets a ``size_scale`` (:class:`~tf_symbolic_l2o.rules.Rule`): its reference is the parameter
+count of the family's largest member, so the rule keeps the chosen step on models up to the sizes it was chosen on,
+and on larger ones takes a step smaller by ``(reference / n) ** size_power`` (μP's 1/width: ``size_power`` 0.5).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ DEFAULT_HORIZONS = (200, "max")
 DEFAULT_RATIO_FLOOR = 0.1
 #: The candidate number of the reference, the rule without a gain, in ``ratios.csv`` and ``scores.csv``.
 REFERENCE = -1
+#: The default exponent of the written rule's size scale (0: none).
+DEFAULT_SIZE_POWER = 0.5
 
 
 def with_gain(rule: Rule, candidate: dict[str, Any] | None) -> Rule:
@@ -62,14 +68,15 @@ def with_gain(rule: Rule, candidate: dict[str, Any] | None) -> Rule:
 class GainSelection:
     """The outcome of :func:`select_step_gain`: ``ratios`` (one row per candidate and member: final loss, Adam's,
     their ratio), ``scores`` (per candidate: family score and worst ratio, best first; the reference, the rule
-    without a gain, is candidate −1 without gain constants), the winning candidate's number and constants, and the
-    rule with its gain."""
+    without a gain, is candidate −1 without gain constants), the winning candidate's number and constants, the
+    rule with its gain, and each member's parameter count."""
 
     ratios: pd.DataFrame
     scores: pd.DataFrame
     winner: int
     best: dict[str, Any]
     rule: Rule
+    sizes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def score_of(self, candidate: int) -> pd.Series | None:
         """The ``scores`` row of ``candidate`` (:data:`REFERENCE`: the rule without a gain); ``None`` if it did not
@@ -144,9 +151,10 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
     if adam_losses and missing:
         raise ValueError(f"the reused Adam losses lack {', '.join(missing)}: reuse a run on the same family and "
                          f"horizons, or tune Adam again (leave out the reuse)")
-    rows = []
+    rows, sizes = [], {}
     for member in family["members"]:
         task = make_task(member["task"], split="meta_train")
+        sizes[member["label"]] = int(task.num_params)
         lr = tf.Variable(1e-3, trainable=False, dtype=tf.float32)
         adam = Harness(task, make_optimizer("adam", lr))
         runs = [(i, Harness(task, RuleOptimizer(r))) for i, r in labelled]
@@ -180,7 +188,7 @@ def select_step_gain(rule: Rule, family: dict, candidates: Sequence[dict],
     table = table[["candidate", *(c for c in table.columns if c not in ("candidate", "family_score", "worst_ratio")),
                    "family_score", "worst_ratio"]]  # the gain constants first (the reference row has none)
     winner = int(table.loc[table["candidate"] != REFERENCE, "candidate"].iloc[0])
-    return GainSelection(ratios, table, winner, dict(candidates[winner]), rules[winner])
+    return GainSelection(ratios, table, winner, dict(candidates[winner]), rules[winner], sizes)
 
 
 def load_adam_losses(path) -> dict[tuple[str, int], float]:
@@ -220,10 +228,12 @@ def parse_candidates(text: str, low: float | Sequence[float] = 0.01, high: float
 def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
                        horizons: Sequence[int | str] = DEFAULT_HORIZONS, seeds: Sequence[int] = (1000, 1001),
                        ratio_floor: float = DEFAULT_RATIO_FLOOR, adam_losses: dict | None = None,
-                       log: Callable[[str], Any] | None = None, reference: bool = True) -> dict:
+                       log: Callable[[str], Any] | None = None, reference: bool = True,
+                       size_power: float = DEFAULT_SIZE_POWER) -> dict:
     """:func:`select_step_gain` for a rule spec (a ``rule.json``, a shipped rule's name) and a family (a name or a
     JSON file), written to ``out_dir``: ``ratios.csv``, ``scores.csv``, ``rule.json`` (the rule with the winning
-    gain) and ``summary.json``, each atomically. Returns the summary."""
+    gain and, unless ``size_power`` is 0, the size scale of the module docstring) and ``summary.json``, each
+    atomically. Returns the summary."""
     from pathlib import Path
 
     from tf_symbolic_l2o.io import atomic_write_json, atomic_write_text
@@ -231,6 +241,8 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
     from tf_symbolic_l2o.tasks.registry import normalize_task_spec
     from tf_symbolic_l2o.tune.tunable import resolve_rule
 
+    if not (math.isfinite(size_power) and 0 <= size_power <= 2):
+        raise ValueError(f"the size power must be a number in [0, 2] (0: no size scale), got {size_power}")
     start = resolve_rule(rule)
     spec = normalize_task_spec(load_family(family))
     result = select_step_gain(start, spec, candidates, horizons, seeds, ratio_floor, adam_losses, log, reference)
@@ -239,7 +251,8 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
     atomic_write_text(out / "ratios.csv", result.ratios.to_csv(index=False))
     atomic_write_text(out / "scores.csv", result.scores.to_csv(index=False))
     best = result.score_of(result.winner)
-    tuned = result.rule.replace(metadata={**start.metadata, "source": "tfl2o tune-gain",
+    size_scale = {"reference": max(result.sizes.values()), "power": float(size_power)} if size_power else None
+    tuned = result.rule.replace(size_scale=size_scale, metadata={**start.metadata, "source": "tfl2o tune-gain",
                                           "step_gain_selection": {"family": spec["family"],
                                                                   "horizons": list(horizons),
                                                                   "seeds": [int(s) for s in seeds],
@@ -249,7 +262,9 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
     summary = {"best": result.best, "family_score": float(best["family_score"]),
                "worst_ratio": float(best["worst_ratio"]), "candidates": len(candidates),
                "members": int(result.ratios["member"].nunique()), "family": spec["family"],
-               "horizons": ",".join(str(h) for h in horizons), "ratio_floor": float(ratio_floor)}
+               "horizons": ",".join(str(h) for h in horizons), "ratio_floor": float(ratio_floor),
+               "size_scale": "none" if size_scale is None else f"reference {size_scale['reference']:,}, power "
+                                                                 f"{size_scale['power']:g}"}
     without = result.score_of(REFERENCE)
     if without is not None:
         summary["without_gain"] = float(without["family_score"])

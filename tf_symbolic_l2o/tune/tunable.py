@@ -127,11 +127,12 @@ class TunableRule(tf.Module):
     def update(self, grad, state, step, params=None):
         return self._optimizer.update(grad, state, step)
 
-    def update_and_jacobian(self, grad, state, step):
+    def update_and_jacobian(self, grad, state, step, num_coords=None):
         """``(Δ [n], ∂Δ/∂parameters [n, P], new_state)`` with the gradient held fixed, for first-order meta-tuning
         without a tape over the unroll. The rule is elementwise, so giving every coordinate its own copy of each
         constant turns one reverse pass into all the per-coordinate derivatives ∂Δ_i/∂c_k; the chain rule through
-        the (tied, relative) parameters is a [K, P] matrix."""
+        the (tied, relative) parameters is a [K, P] matrix. ``num_coords``: the size of the whole vector when
+        ``grad`` is one block of it (for the rule's size factor)."""
         x, _, state = self._optimizer.inputs(grad, state, step)
         n = tf.shape(x)[0]
         copies = [tf.fill([n], c) for c in tf.unstack(self.constants())]
@@ -140,7 +141,7 @@ class TunableRule(tf.Module):
             raw = self._optimizer._f(x, copies)
         d_const = tape.gradient(raw, copies, unconnected_gradients=tf.UnconnectedGradients.ZERO)  # K × [n]
         jac = tf.matmul(tf.stack(d_const, axis=1), self._selection)  # [n, K] @ [K, P]
-        scale = self._optimizer.step_scale(state)
+        scale = self._optimizer.step_scale(state, num_coords)
         return scale * raw, (scale[:, None] if self._optimizer.features.gain else scale) * jac, state
 
     def tuned_rule(self, tuned: dict | None = None) -> Rule:

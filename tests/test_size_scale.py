@@ -127,3 +127,27 @@ def test_show_prints_the_size_factor():
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "· size factor" in text and "min(1, (272,474 / n)^0.5)" in text
+
+
+def test_a_sized_rule_saves_to_keras_and_continues_like_the_uninterrupted_run(tmp_path):
+    """The factor is the model's (recomputed when the loaded optimizer is built): fit 2 epochs, or 1, save, load with
+    safe_mode=True, 1 more: the same weights."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 30)).astype("float32"), rng.normal(size=(64, 20)).astype("float32")
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((30,)), keras.layers.Dense(20)])
+        m.compile(optimizer=SymbolicOptimizer(sized(100)), loss="mse")
+        return m
+
+    whole, half = model(), model()
+    whole.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    half.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    half.save(tmp_path / "m.keras")
+    back = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    back.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert back.optimizer.rule.size_scale == {"reference": 100.0, "power": 0.5}
+    assert math.isclose(back.optimizer._size_factor, math.sqrt(100 / 620))
+    for a, b in zip(whole.get_weights(), back.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

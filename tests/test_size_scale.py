@@ -54,9 +54,13 @@ def _gradients(shapes, steps=6, seed=0):
             for _ in range(steps)]
 
 
+def _initial(shape):
+    """The weights every run starts from: evenly spaced in [-1, 1]."""
+    return np.linspace(-1, 1, math.prod(shape), dtype=np.float32).reshape(shape)
+
+
 def _weights_after(optimizer, grads):
-    variables = [keras.Variable(np.linspace(-1, 1, math.prod(g.shape), dtype=np.float32).reshape(g.shape))
-                 for g in grads[0]]
+    variables = [keras.Variable(_initial(g.shape)) for g in grads[0]]
     optimizer.build(variables)
     for step in grads:
         optimizer.apply_gradients(zip([tf.constant(g) for g in step], variables))
@@ -71,7 +75,7 @@ def test_keras_step_is_the_unscaled_rule_at_the_factor_as_learning_rate(fused):
     scaled = _weights_after(SymbolicOptimizer(sized(100), fused=fused), grads)
     plain = _weights_after(SymbolicOptimizer(BASE, learning_rate=factor, fused=fused), grads)
     full = _weights_after(SymbolicOptimizer(BASE, fused=fused), grads)
-    for a, b, c, w0 in zip(scaled, plain, full, _weights_after(SymbolicOptimizer(BASE), [[0 * g for g in grads[0]]])):
+    for a, b, c, w0 in zip(scaled, plain, full, [_initial(g.shape) for g in grads[0]]):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
         assert np.abs(a - w0).max() < 0.5 * np.abs(c - w0).max()  # the scaled steps are the smaller ones
     # on a model no larger than the reference the step is the rule's own, to the bit
@@ -85,7 +89,7 @@ def test_functional_rule_optimizer_matches_keras_and_meta_tuning_blocks_use_the_
     grads = _gradients([(30, 20), (20,)])
     keras_weights = _weights_after(SymbolicOptimizer(sized(100)), grads)
     flat = [np.concatenate([g.ravel() for g in step]) for step in grads]
-    theta0 = np.concatenate([np.linspace(-1, 1, 600, dtype=np.float32), np.linspace(-1, 1, 20, dtype=np.float32)])
+    theta0 = np.concatenate([_initial(g.shape).ravel() for g in grads[0]])
     opt, tunable = RuleOptimizer(sized(100)), TunableRule(sized(100))
     theta, state = tf.constant(theta0), opt.init_state(620)
     blocks = tunable.split_state(tunable.init_state(620), [256, 256, 108])

@@ -67,6 +67,8 @@ MAX_MEMLEN = 1000
 _REQUIRED_KEYS = {"format", "expression", "features", "memlen"}
 _OPTIONAL_KEYS = {"infix", "output_scale", "size_scale", "metadata"}
 _SIZE_SCALE_KEYS = ("reference", "power")
+MAX_SIZE_POWER = 2.0
+"""The largest ``size_scale`` power a rule accepts (the range is [0, MAX_SIZE_POWER])."""
 _FEATURE_KEYS = {"names", "beta1", "beta2", "eps", "gain"}
 
 
@@ -99,8 +101,8 @@ def _normalize_size_scale(size_scale) -> dict | None:
                                                                                     "size_scale.power")
     if not reference >= 1:
         raise ValueError(f"size_scale.reference (a number of parameters) must be >= 1, got {reference:g}")
-    if not 0 <= power <= 2:
-        raise ValueError(f"size_scale.power must be in [0, 2], got {power:g}")
+    if not 0 <= power <= MAX_SIZE_POWER:
+        raise ValueError(f"size_scale.power must be in [0, {MAX_SIZE_POWER:g}], got {power:g}")
     return {"reference": reference, "power": power}
 
 

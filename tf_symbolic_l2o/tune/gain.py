@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from tf_symbolic_l2o.features import StepGain
-from tf_symbolic_l2o.rules.rule import Rule
+from tf_symbolic_l2o.rules.rule import MAX_SIZE_POWER, Rule
 
 #: The default candidates (growth/shrink factors at the native start, balanced to shrink-biased), each at every
 #: default lower bound.
@@ -241,8 +241,9 @@ def run_gain_selection(rule, family, out_dir, candidates: Sequence[dict],
     from tf_symbolic_l2o.tasks.registry import normalize_task_spec
     from tf_symbolic_l2o.tune.tunable import resolve_rule
 
-    if not (math.isfinite(size_power) and 0 <= size_power <= 2):
-        raise ValueError(f"the size power must be a number in [0, 2] (0: no size scale), got {size_power}")
+    if not (math.isfinite(size_power) and 0 <= size_power <= MAX_SIZE_POWER):  # before the runs, not after
+        raise ValueError(f"the size power must be a number in [0, {MAX_SIZE_POWER:g}] (0: no size scale), got "
+                         f"{size_power}")
     start = resolve_rule(rule)
     spec = normalize_task_spec(load_family(family))
     result = select_step_gain(start, spec, candidates, horizons, seeds, ratio_floor, adam_losses, log, reference)
